@@ -1,0 +1,225 @@
+"""All tables (SQLAlchemy Core). Alembic migrations in `migrations/versions` create them; a new table or column
+is a new migration, never an edit of a released one."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+# Integer primary keys: BIGINT on PostgreSQL, INTEGER (the rowid alias) on SQLite.
+PK = BigInteger().with_variant(Integer(), "sqlite")
+
+# --- resource store -------------------------------------------------------------------------------------------
+resource = Table(
+    "resource",
+    metadata,
+    Column("pk", PK, primary_key=True, autoincrement=True),
+    Column("res_type", String(40), nullable=False),
+    Column("res_id", String(64), nullable=False),
+    Column("version_id", Integer, nullable=False),
+    Column("last_updated", DateTime, nullable=False),  # UTC, naive
+    Column("created", DateTime, nullable=False),
+    Column("deleted", Boolean, nullable=False, default=False),
+    Column("region", String(3)),
+    Column("content_hash", String(32), nullable=False),
+    Column("content", Text, nullable=False),  # the FHIR JSON of the current version (with meta)
+    UniqueConstraint("res_type", "res_id", name="uq_resource_type_id"),
+)
+Index("ix_resource_type_updated", resource.c.res_type, resource.c.last_updated, resource.c.pk)
+Index("ix_resource_updated", resource.c.last_updated, resource.c.pk)
+
+resource_version = Table(
+    "resource_version",
+    metadata,
+    Column("resource_pk", PK, ForeignKey("resource.pk", ondelete="CASCADE"), nullable=False),
+    Column("version_id", Integer, nullable=False),
+    Column("last_updated", DateTime, nullable=False),
+    Column("deleted", Boolean, nullable=False, default=False),
+    Column("method", String(10), nullable=False),  # POST/PUT/PATCH/DELETE/IMPORT
+    Column("author", String(200)),
+    Column("content", Text, nullable=False),
+    PrimaryKeyConstraint("resource_pk", "version_id", name="pk_resource_version"),
+)
+Index("ix_resource_version_updated", resource_version.c.last_updated)
+
+
+def _index_table(name: str, *cols: Column) -> Table:
+    """A search-index table: one row per extracted value of one SearchParameter for one resource.
+    `grp` numbers the repeated element the value came from (e.g. the capacity indicator), so that several criteria
+    can be required to match the same element."""
+    t = Table(
+        name,
+        metadata,
+        Column("resource_pk", PK, ForeignKey("resource.pk", ondelete="CASCADE"), nullable=False),
+        Column("res_type", String(40), nullable=False),
+        Column("param", String(64), nullable=False),
+        Column("grp", Integer),
+        *cols,
+    )
+    Index(f"ix_{name}_pk", t.c.resource_pk)
+    return t
+
+
+idx_token = _index_table(
+    "idx_token",
+    Column("system", String(255)),
+    Column("code", String(255)),
+    Column("text", String(500)),  # display / text, normalised, for :text
+)
+Index("ix_idx_token_lookup", idx_token.c.res_type, idx_token.c.param, idx_token.c.code, idx_token.c.system)
+
+idx_string = _index_table(
+    "idx_string",
+    Column("value", String(500), nullable=False),  # normalised: lower case, no accents
+    Column("exact", String(500), nullable=False),
+)
+Index("ix_idx_string_lookup", idx_string.c.res_type, idx_string.c.param, idx_string.c.value)
+
+idx_number = _index_table("idx_number", Column("value", Float, nullable=False))
+Index("ix_idx_number_lookup", idx_number.c.res_type, idx_number.c.param, idx_number.c.value)
+
+idx_quantity = _index_table(
+    "idx_quantity",
+    Column("value", Float, nullable=False),
+    Column("system", String(255)),
+    Column("code", String(64)),
+)
+Index("ix_idx_quantity_lookup", idx_quantity.c.res_type, idx_quantity.c.param, idx_quantity.c.value)
+
+idx_date = _index_table(
+    "idx_date",
+    Column("low", DateTime, nullable=False),
+    Column("high", DateTime, nullable=False),
+)
+Index("ix_idx_date_lookup", idx_date.c.res_type, idx_date.c.param, idx_date.c.low)
+
+idx_reference = _index_table(
+    "idx_reference",
+    Column("target_type", String(40)),
+    Column("target_id", String(64)),
+    Column("url", String(500)),
+)
+Index("ix_idx_reference_lookup", idx_reference.c.param, idx_reference.c.target_type, idx_reference.c.target_id)
+
+idx_geo = Table(
+    "idx_geo",
+    metadata,
+    Column("resource_pk", PK, ForeignKey("resource.pk", ondelete="CASCADE"), primary_key=True),
+    Column("res_type", String(40), nullable=False),
+    Column("lat", Float, nullable=False),
+    Column("lon", Float, nullable=False),
+)
+Index("ix_idx_geo_latlon", idx_geo.c.lat, idx_geo.c.lon)
+
+INDEX_TABLES = (idx_token, idx_string, idx_number, idx_quantity, idx_date, idx_reference, idx_geo)
+
+# --- terminology (NOS) ----------------------------------------------------------------------------------------
+code_system = Table(
+    "code_system",
+    metadata,
+    Column("url", String(255), primary_key=True),
+    Column("name", String(128), nullable=False),  # e.g. TRE_R211-ActiviteOperationnelle
+    Column("oid", String(64)),
+    Column("version", String(32)),
+    Column("title", String(255)),
+    Column("source", String(255)),
+)
+
+concept = Table(
+    "concept",
+    metadata,
+    Column("system_url", String(255), ForeignKey("code_system.url", ondelete="CASCADE"), nullable=False),
+    Column("code", String(64), nullable=False),
+    Column("display", Text, nullable=False),
+    Column("definition", Text),
+    Column("date_valid", String(32)),
+    Column("date_fin", String(32)),
+    Column("deprecated", Boolean, nullable=False, default=False),
+    PrimaryKeyConstraint("system_url", "code", name="pk_concept"),
+)
+
+value_set = Table(
+    "value_set",
+    metadata,
+    Column("url", String(255), primary_key=True),
+    Column("name", String(128), nullable=False),  # e.g. JDV_J17-ActiviteOperationnelle-ROR
+    Column("oid", String(64)),
+    Column("version", String(32)),
+    Column("title", String(255)),
+    Column("source", String(255)),
+)
+Index("ix_value_set_name", value_set.c.name)
+
+value_set_concept = Table(
+    "value_set_concept",
+    metadata,
+    Column("vs_url", String(255), ForeignKey("value_set.url", ondelete="CASCADE"), nullable=False),
+    Column("system_url", String(255), nullable=False),
+    Column("code", String(64), nullable=False),
+    Column("display", Text, nullable=False),
+    Column("deprecated", Boolean, nullable=False, default=False),
+    PrimaryKeyConstraint("vs_url", "system_url", "code", name="pk_value_set_concept"),
+)
+
+# --- geography (INSEE COG) ------------------------------------------------------------------------------------
+geo_region = Table(
+    "geo_region",
+    metadata,
+    Column("code", String(3), primary_key=True),
+    Column("name", String(100), nullable=False),
+)
+
+geo_departement = Table(
+    "geo_departement",
+    metadata,
+    Column("code", String(3), primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("region", String(3)),
+)
+
+geo_commune = Table(
+    "geo_commune",
+    metadata,
+    Column("code", String(5), primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("departement", String(3)),
+    Column("region", String(3)),
+    Column("population", Integer),
+    Column("postal_codes", String(200)),  # space-separated
+    Column("lat", Float),
+    Column("lon", Float),
+)
+Index("ix_geo_commune_dep", geo_commune.c.departement)
+
+# --- import bookkeeping ---------------------------------------------------------------------------------------
+import_run = Table(
+    "import_run",
+    metadata,
+    Column("pk", PK, primary_key=True, autoincrement=True),
+    Column("kind", String(32), nullable=False),  # nos, geo, finess, sae, demo
+    Column("source", String(500), nullable=False),
+    Column("started", DateTime, nullable=False),
+    Column("finished", DateTime),
+    Column("created", Integer, nullable=False, default=0),
+    Column("updated", Integer, nullable=False, default=0),
+    Column("unchanged", Integer, nullable=False, default=0),
+    Column("errors", Integer, nullable=False, default=0),
+    Column("report", Text),
+)

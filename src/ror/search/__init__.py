@@ -1,0 +1,1 @@
+"""Search: SearchParameter registry (data), value extraction, query parsing and SQL compilation."""

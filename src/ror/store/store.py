@@ -1,0 +1,575 @@
+"""Create / read / update / delete / history of FHIR resources, with versions, ETags and search indexes.
+
+Every write happens in one database transaction: the current row, the version row and the index rows change
+together, so a reader never sees a version without its indexes. Callers that must write more in the same
+transaction (the capacity projection) pass their own connection."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, update
+
+from ror.db.engine import is_sqlite
+from ror.db.tables import (
+    idx_date,
+    idx_geo,
+    idx_number,
+    idx_quantity,
+    idx_reference,
+    idx_string,
+    idx_token,
+    resource,
+    resource_version,
+)
+from ror.errors import Gone, InvalidRequest, NotFound, PreconditionFailed
+from ror.search.extract import IndexRows, extract
+from ror.search.normalise import fhir_instant, utcnow
+from ror.search.registry import Registry, default_registry
+from ror.store.meta import commune_code, content_hash, creation_date, dumps, finalise, region_tag
+
+ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+RegionOf = Callable[[str], str | None]  # commune INSEE code -> region code
+
+
+@dataclass(frozen=True)
+class Stored:
+    res_type: str
+    res_id: str
+    version_id: int
+    last_updated: datetime
+    deleted: bool
+    content: str  # serialised JSON of this version
+    method: str = ""
+
+    @property
+    def etag(self) -> str:
+        return f'W/"{self.version_id}"'
+
+    def resource(self) -> dict[str, Any]:
+        return orjson.loads(self.content)
+
+
+@dataclass
+class UpsertCounts:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+    def add(self, other: UpsertCounts) -> None:
+        self.created += other.created
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+
+
+@dataclass
+class _Pending:
+    """A version ready to be written."""
+
+    pk: int | None
+    res_type: str
+    res_id: str
+    version_id: int
+    created: datetime
+    region: str | None
+    hash: str
+    content: str
+    deleted: bool
+    rows: IndexRows = field(default_factory=IndexRows)
+
+
+def parse_etag(value: str | None) -> int | None:
+    """`W/"3"`, `"3"` or `3` -> 3. None when absent; InvalidRequest when malformed."""
+    if value is None or value == "":
+        return None
+    v = value.strip()
+    if v.startswith("W/"):
+        v = v[2:]
+    v = v.strip('"')
+    if not v.isdigit():
+        raise InvalidRequest(f'If-Match must be a version ETag such as W/"3", got {value!r}')
+    return int(v)
+
+
+class ResourceStore:
+    def __init__(self, engine: Engine, registry: Registry | None = None, region_of: RegionOf | None = None):
+        self.engine = engine
+        self.registry = registry or default_registry()
+        self.region_of = region_of
+        self._sqlite = is_sqlite(engine)
+
+    # -- transactions ------------------------------------------------------------------------------------------
+    @contextmanager
+    def write_tx(self) -> Iterator[Connection]:
+        with self.engine.connect().execution_options(ror_write=True) as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def read_conn(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    # -- reads -------------------------------------------------------------------------------------------------
+    def read(self, res_type: str, res_id: str, conn: Connection | None = None) -> Stored:
+        with self._maybe(conn) as c:
+            row = c.execute(
+                select(resource.c.version_id, resource.c.last_updated, resource.c.deleted, resource.c.content).where(
+                    resource.c.res_type == res_type, resource.c.res_id == res_id
+                )
+            ).first()
+        if row is None:
+            raise NotFound(f"{res_type}/{res_id} is not known", expression=res_type)
+        if row.deleted:
+            raise Gone(f"{res_type}/{res_id} was deleted (version {row.version_id})", expression=res_type)
+        return Stored(res_type, res_id, row.version_id, row.last_updated, False, row.content)
+
+    def exists(self, res_type: str, res_id: str, conn: Connection | None = None) -> bool:
+        with self._maybe(conn) as c:
+            return (
+                c.execute(
+                    select(resource.c.pk).where(
+                        resource.c.res_type == res_type,
+                        resource.c.res_id == res_id,
+                        resource.c.deleted.is_(False),
+                    )
+                ).first()
+                is not None
+            )
+
+    def vread(self, res_type: str, res_id: str, version_id: int) -> Stored:
+        with self.read_conn() as c:
+            row = c.execute(
+                select(
+                    resource_version.c.version_id,
+                    resource_version.c.last_updated,
+                    resource_version.c.deleted,
+                    resource_version.c.content,
+                    resource_version.c.method,
+                )
+                .join(resource, resource.c.pk == resource_version.c.resource_pk)
+                .where(
+                    resource.c.res_type == res_type,
+                    resource.c.res_id == res_id,
+                    resource_version.c.version_id == version_id,
+                )
+            ).first()
+        if row is None:
+            raise NotFound(f"{res_type}/{res_id} has no version {version_id}", expression=res_type)
+        if row.deleted:
+            raise Gone(f"{res_type}/{res_id} version {version_id} is a deletion", expression=res_type)
+        return Stored(res_type, res_id, row.version_id, row.last_updated, False, row.content, row.method)
+
+    def history(
+        self, res_type: str, res_id: str, *, count: int | None = None, since: datetime | None = None
+    ) -> list[Stored]:
+        """All versions of one resource, newest first (deletions included, flagged)."""
+        with self.read_conn() as c:
+            pk = c.execute(
+                select(resource.c.pk).where(resource.c.res_type == res_type, resource.c.res_id == res_id)
+            ).scalar()
+            if pk is None:
+                raise NotFound(f"{res_type}/{res_id} is not known", expression=res_type)
+            q = (
+                select(resource_version)
+                .where(resource_version.c.resource_pk == pk)
+                .order_by(resource_version.c.version_id.desc())
+            )
+            if since is not None:
+                q = q.where(resource_version.c.last_updated >= since)
+            if count is not None:
+                q = q.limit(count)
+            rows = c.execute(q).all()
+        return [Stored(res_type, res_id, r.version_id, r.last_updated, r.deleted, r.content, r.method) for r in rows]
+
+    # -- writes ------------------------------------------------------------------------------------------------
+    def create(
+        self,
+        res: dict[str, Any],
+        *,
+        author: str | None = None,
+        conn: Connection | None = None,
+        method: str = "POST",
+    ) -> Stored:
+        """Create with a new server-assigned id (any id in the body is ignored, as FHIR create says)."""
+        res_type = _resource_type(res)
+        new_id = str(uuid.uuid4())
+        with self._tx(conn) as c:
+            return self._write(c, res_type, new_id, res, if_match=None, author=author, method=method, must_exist=False)
+
+    def update(
+        self,
+        res_type: str,
+        res_id: str,
+        res: dict[str, Any],
+        *,
+        if_match: int | None = None,
+        author: str | None = None,
+        conn: Connection | None = None,
+        method: str = "PUT",
+    ) -> tuple[Stored, bool]:
+        """Update (or create with a client id). Returns (stored, created). 412 when If-Match does not match."""
+        if _resource_type(res) != res_type:
+            raise InvalidRequest(
+                f"resourceType {res.get('resourceType')!r} does not match the URL ({res_type})",
+                expression="resourceType",
+            )
+        if res.get("id") not in (None, res_id):
+            raise InvalidRequest(f"id {res.get('id')!r} does not match the URL ({res_id})", expression=f"{res_type}.id")
+        if not ID_RE.match(res_id):
+            raise InvalidRequest(f"invalid resource id {res_id!r}", expression=f"{res_type}.id")
+        with self._tx(conn) as c:
+            existed = self.exists(res_type, res_id, c)
+            stored = self._write(
+                c, res_type, res_id, res, if_match=if_match, author=author, method=method, must_exist=False
+            )
+            return stored, not existed
+
+    def delete(
+        self,
+        res_type: str,
+        res_id: str,
+        *,
+        if_match: int | None = None,
+        author: str | None = None,
+        conn: Connection | None = None,
+    ) -> Stored | None:
+        """Logical delete: a new version flagged deleted; reads answer 410, history keeps everything."""
+        with self._tx(conn) as c:
+            cur = self._current(c, res_type, res_id)
+            if cur is None:
+                raise NotFound(f"{res_type}/{res_id} is not known", expression=res_type)
+            if cur.deleted:
+                return None
+            if if_match is not None and if_match != cur.version_id:
+                raise PreconditionFailed(
+                    f"{res_type}/{res_id} is at version {cur.version_id}, If-Match asked for {if_match}",
+                    expression=res_type,
+                )
+            now = utcnow()
+            vid = cur.version_id + 1
+            marker = dumps(
+                {
+                    "resourceType": res_type,
+                    "id": res_id,
+                    "meta": {"versionId": str(vid), "lastUpdated": fhir_instant(now)},
+                }
+            )
+            self._clear_indexes(c, [cur.pk])
+            c.execute(
+                update(resource).where(resource.c.pk == cur.pk).values(version_id=vid, last_updated=now, deleted=True)
+            )
+            c.execute(
+                insert(resource_version).values(
+                    resource_pk=cur.pk,
+                    version_id=vid,
+                    last_updated=now,
+                    deleted=True,
+                    method="DELETE",
+                    author=author,
+                    content=marker,
+                )
+            )
+            return Stored(res_type, res_id, vid, now, True, marker, "DELETE")
+
+    def bulk_upsert(
+        self,
+        resources: Sequence[dict[str, Any]],
+        *,
+        author: str | None = None,
+        method: str = "IMPORT",
+        conn: Connection | None = None,
+    ) -> UpsertCounts:
+        """Idempotent batch write of resources that carry their id: unchanged content writes nothing, changed
+        content becomes a new version. One transaction for the batch; callers choose the batch size."""
+        counts = UpsertCounts()
+        if not resources:
+            return counts
+        with self._tx(conn) as c:
+            by_type: dict[str, list[dict[str, Any]]] = {}
+            for r in resources:
+                by_type.setdefault(_resource_type(r), []).append(r)
+            for res_type, items in by_type.items():
+                counts.add(self._bulk_type(c, res_type, items, author=author, method=method))
+        return counts
+
+    # -- internals ---------------------------------------------------------------------------------------------
+    @contextmanager
+    def _maybe(self, conn: Connection | None) -> Iterator[Connection]:
+        if conn is not None:
+            yield conn
+        else:
+            with self.read_conn() as c:
+                yield c
+
+    @contextmanager
+    def _tx(self, conn: Connection | None) -> Iterator[Connection]:
+        if conn is not None:
+            yield conn
+        else:
+            with self.write_tx() as c:
+                yield c
+
+    def _current(self, c: Connection, res_type: str, res_id: str) -> Any:
+        q = select(
+            resource.c.pk,
+            resource.c.version_id,
+            resource.c.deleted,
+            resource.c.created,
+            resource.c.region,
+            resource.c.content_hash,
+            resource.c.content,
+        ).where(resource.c.res_type == res_type, resource.c.res_id == res_id)
+        if not self._sqlite:
+            q = q.with_for_update()
+        return c.execute(q).first()
+
+    def _region(self, res: dict[str, Any], previous: str | None) -> str | None:
+        tag = region_tag(res)
+        if tag:
+            return tag
+        code = commune_code(res)
+        if code and self.region_of is not None:
+            found = self.region_of(code)
+            if found:
+                return found
+        return previous
+
+    def _prepare(
+        self,
+        res: dict[str, Any],
+        res_type: str,
+        res_id: str,
+        version_id: int,
+        now: datetime,
+        created: str | None,
+        previous_region: str | None,
+        pk: int | None,
+        hash_: str,
+    ) -> _Pending:
+        region = self._region(res, previous_region)
+        final = finalise(res, res_id=res_id, version_id=version_id, last_updated=now, region=region, created=created)
+        return _Pending(
+            pk=pk,
+            res_type=res_type,
+            res_id=res_id,
+            version_id=version_id,
+            created=now,
+            region=region,
+            hash=hash_,
+            content=dumps(final),
+            deleted=False,
+            rows=extract(self.registry, final),
+        )
+
+    def _write(
+        self,
+        c: Connection,
+        res_type: str,
+        res_id: str,
+        res: dict[str, Any],
+        *,
+        if_match: int | None,
+        author: str | None,
+        method: str,
+        must_exist: bool,
+    ) -> Stored:
+        cur = self._current(c, res_type, res_id)
+        if cur is None and (must_exist or if_match is not None):
+            raise NotFound(f"{res_type}/{res_id} is not known", expression=res_type)
+        if cur is not None and if_match is not None and if_match != cur.version_id:
+            raise PreconditionFailed(
+                f"{res_type}/{res_id} is at version {cur.version_id}, If-Match asked for {if_match}",
+                expression=res_type,
+            )
+        now = utcnow()
+        h = content_hash(res)
+        if cur is not None and not cur.deleted and cur.content_hash == h:
+            previous = orjson.loads(cur.content)
+            if region_tag(res) in (None, region_tag(previous)):
+                # Nothing changed: no new version (idempotent PUT), the current one is returned.
+                row = c.execute(select(resource.c.last_updated).where(resource.c.pk == cur.pk)).scalar_one()
+                return Stored(res_type, res_id, cur.version_id, row, False, cur.content, method)
+        created = creation_date(orjson.loads(cur.content)) if cur is not None and not cur.deleted else None
+        vid = (cur.version_id + 1) if cur is not None else 1
+        p = self._prepare(
+            res, res_type, res_id, vid, now, created, cur.region if cur else None, cur.pk if cur else None, h
+        )
+        self._persist(c, [p], author=author, method=method)
+        return Stored(res_type, res_id, vid, now, False, p.content, method)
+
+    def _bulk_type(
+        self, c: Connection, res_type: str, items: list[dict[str, Any]], *, author: str | None, method: str
+    ) -> UpsertCounts:
+        counts = UpsertCounts()
+        ids = [r["id"] for r in items]
+        for rid in ids:
+            if not isinstance(rid, str) or not ID_RE.match(rid):
+                raise InvalidRequest(f"invalid resource id {rid!r}", expression=f"{res_type}.id")
+        existing: dict[str, Any] = {}
+        for chunk_start in range(0, len(ids), 900):
+            chunk = ids[chunk_start : chunk_start + 900]
+            for row in c.execute(
+                select(
+                    resource.c.pk,
+                    resource.c.res_id,
+                    resource.c.version_id,
+                    resource.c.deleted,
+                    resource.c.region,
+                    resource.c.content_hash,
+                    resource.c.content,
+                ).where(resource.c.res_type == res_type, resource.c.res_id.in_(chunk))
+            ):
+                existing[row.res_id] = row
+        now = utcnow()
+        pending: list[_Pending] = []
+        seen: set[str] = set()
+        for r in items:
+            rid = r["id"]
+            if rid in seen:
+                raise InvalidRequest(f"{res_type}/{rid} appears twice in one batch", expression=f"{res_type}.id")
+            seen.add(rid)
+            cur = existing.get(rid)
+            h = content_hash(r)
+            if cur is not None and not cur.deleted and cur.content_hash == h:
+                counts.unchanged += 1
+                continue
+            created = creation_date(orjson.loads(cur.content)) if cur is not None and not cur.deleted else None
+            vid = (cur.version_id + 1) if cur is not None else 1
+            pending.append(
+                self._prepare(
+                    r,
+                    res_type,
+                    rid,
+                    vid,
+                    now,
+                    created,
+                    cur.region if cur else None,
+                    cur.pk if cur else None,
+                    h,
+                )
+            )
+            if cur is None:
+                counts.created += 1
+            else:
+                counts.updated += 1
+        self._persist(c, pending, author=author, method=method)
+        return counts
+
+    def _persist(self, c: Connection, pending: list[_Pending], *, author: str | None, method: str) -> None:
+        if not pending:
+            return
+        new = [p for p in pending if p.pk is None]
+        old = [p for p in pending if p.pk is not None]
+        if new:
+            result = c.execute(
+                insert(resource).returning(resource.c.pk, sort_by_parameter_order=True),
+                [
+                    {
+                        "res_type": p.res_type,
+                        "res_id": p.res_id,
+                        "version_id": p.version_id,
+                        "last_updated": p.created,
+                        "created": p.created,
+                        "deleted": False,
+                        "region": p.region,
+                        "content_hash": p.hash,
+                        "content": p.content,
+                    }
+                    for p in new
+                ],
+            )
+            for p, pk in zip(new, result.scalars().all(), strict=True):
+                p.pk = pk
+        if old:
+            self._clear_indexes(c, [p.pk for p in old if p.pk is not None])
+            c.execute(
+                update(resource)
+                .where(resource.c.pk == bindparam("b_pk"))
+                .values(
+                    version_id=bindparam("b_vid"),
+                    last_updated=bindparam("b_lu"),
+                    deleted=False,
+                    region=bindparam("b_region"),
+                    content_hash=bindparam("b_hash"),
+                    content=bindparam("b_content"),
+                ),
+                [
+                    {
+                        "b_pk": p.pk,
+                        "b_vid": p.version_id,
+                        "b_lu": p.created,
+                        "b_region": p.region,
+                        "b_hash": p.hash,
+                        "b_content": p.content,
+                    }
+                    for p in old
+                ],
+            )
+        c.execute(
+            insert(resource_version),
+            [
+                {
+                    "resource_pk": p.pk,
+                    "version_id": p.version_id,
+                    "last_updated": p.created,
+                    "deleted": False,
+                    "method": method,
+                    "author": author,
+                    "content": p.content,
+                }
+                for p in pending
+            ],
+        )
+        self._insert_indexes(c, pending)
+
+    def _insert_indexes(self, c: Connection, pending: Iterable[_Pending]) -> None:
+        buckets: dict[Any, list[dict[str, Any]]] = {
+            idx_token: [],
+            idx_string: [],
+            idx_number: [],
+            idx_quantity: [],
+            idx_date: [],
+            idx_reference: [],
+            idx_geo: [],
+        }
+        for p in pending:
+            for table, rows in (
+                (idx_token, p.rows.token),
+                (idx_string, p.rows.string),
+                (idx_number, p.rows.number),
+                (idx_quantity, p.rows.quantity),
+                (idx_date, p.rows.date),
+                (idx_reference, p.rows.reference),
+                (idx_geo, p.rows.geo),
+            ):
+                for row in rows:
+                    row["resource_pk"] = p.pk
+                    buckets[table].append(row)
+        for table, rows in buckets.items():
+            if rows:
+                c.execute(insert(table), rows)
+
+    def _clear_indexes(self, c: Connection, pks: list[int]) -> None:
+        for start in range(0, len(pks), 900):
+            chunk = pks[start : start + 900]
+            for table in (idx_token, idx_string, idx_number, idx_quantity, idx_date, idx_reference, idx_geo):
+                c.execute(delete(table).where(table.c.resource_pk.in_(chunk)))
+
+
+def _resource_type(res: Any) -> str:
+    if not isinstance(res, dict):
+        raise InvalidRequest("the body must be a JSON object (a FHIR resource)", expression="Resource")
+    rt = res.get("resourceType")
+    if not isinstance(rt, str) or not rt:
+        raise InvalidRequest("resourceType is missing", expression="resourceType")
+    return rt
+
+
+__all__ = ["ResourceStore", "Stored", "UpsertCounts", "parse_etag"]
