@@ -31,6 +31,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cur.execute("PRAGMA cache_size=-65536")
     cur.execute("PRAGMA temp_store=MEMORY")
     cur.close()
+    from ror.search.geo import register_sqlite_functions
+
+    register_sqlite_functions(dbapi_connection)
 
 
 def _sqlite_begin(conn: Any) -> None:

@@ -1,0 +1,194 @@
+"""`ror …` command line: database, reference data imports, demo data, server."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from sqlalchemy import Engine, func, select
+
+from ror.config import get_settings
+from ror.db import migrate
+from ror.db.database import get_engine, resource_count
+from ror.db.tables import code_system, geo_commune
+from ror.directory.scope import Scope
+from ror.errors import RorError
+from ror.services import Services
+
+app = typer.Typer(help="Open-source ROR — Répertoire de l'Offre et des Ressources en santé", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema (Alembic migrations)", no_args_is_help=True)
+import_app = typer.Typer(help="Import reference data (NOS, geography, FINESS, SAE)", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(import_app, name="import")
+console = Console(stderr=True)
+
+
+def _engine() -> Engine:
+    engine = get_engine()
+    migrate.upgrade(engine)
+    return engine
+
+
+def _reference(sub: str, given: Path | None) -> Path:
+    if given is not None:
+        return given
+    ref = get_settings().reference_data
+    if ref is None or not (ref / sub).exists():
+        console.print(f"[red]reference data not found: set ROR_REFERENCE_DATA or pass the path ({sub}/)[/red]")
+        raise typer.Exit(2)
+    return ref / sub
+
+
+def _table_empty(engine: Engine, table: object) -> bool:
+    with engine.connect() as c:
+        return int(c.execute(select(func.count()).select_from(table)).scalar_one()) == 0  # type: ignore[arg-type]
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply pending migrations."""
+    engine = get_engine()
+    migrate.upgrade(engine)
+    console.print(f"schema at revision {migrate.current_revision(engine)}")
+
+
+@import_app.command("nos")
+def import_nos(directory: Annotated[Path | None, typer.Argument(help="the nos/ folder")] = None) -> None:
+    """Load NOS code systems and value sets (fsh-2026 > nos-2023 > smt-2023)."""
+    from ror.terminology.loader import load_nos
+
+    report = load_nos(_engine(), _reference("nos", directory), progress=True)
+    console.print(report)
+
+
+@import_app.command("geo")
+def import_geo(directory: Annotated[Path | None, typer.Argument(help="the geo/ folder")] = None) -> None:
+    """Load régions, départements, communes (INSEE COG 2026) and commune centroids."""
+    from ror.geo.loader import load_geography
+
+    report = load_geography(_engine(), _reference("geo", directory), progress=True)
+    console.print(report)
+
+
+@import_app.command("finess")
+def import_finess_cmd(
+    source: Annotated[str | None, typer.Argument(help="file (flat or etalab format, .gz ok) or URL")] = None,
+    scope: Annotated[str, typer.Option(help="national, region:53, departement:35")] = "national",
+) -> None:
+    """Import FINESS establishments as EJ/EG Organizations and their address Locations (idempotent)."""
+    from ror.directory.finess import import_finess
+
+    src = source or str(_reference("finess", None) / "finess_et_20210108_flat_from_fhir.csv.gz")
+    services = Services(_engine())
+    _ensure_geography(services.engine)
+    report = import_finess(services.store, src, scope=Scope.parse(scope), geography=services.geography, progress=True)
+    console.print(report)
+
+
+@import_app.command("sae")
+def import_sae_cmd(
+    directory: Annotated[Path | None, typer.Argument(help="the capacity/ folder")] = None,
+    scope: Annotated[str, typer.Option(help="national, region:53, departement:35")] = "national",
+) -> None:
+    """Import SAE installed beds as units (offres + Locations with installed capacity)."""
+    from ror.directory.sae import import_sae
+
+    services = Services(_engine())
+    report = import_sae(services.store, _reference("capacity", directory), scope=Scope.parse(scope), progress=True)
+    console.print(report)
+
+
+def _ensure_geography(engine: Engine) -> None:
+    ref = get_settings().reference_data
+    if ref is not None and (ref / "geo").is_dir() and _table_empty(engine, geo_commune):
+        from ror.geo.loader import load_geography
+
+        console.print(load_geography(engine, ref / "geo", progress=True))
+
+
+def _ensure_terminology(engine: Engine) -> None:
+    ref = get_settings().reference_data
+    if ref is not None and (ref / "nos").is_dir() and _table_empty(engine, code_system):
+        from ror.terminology.loader import load_nos
+
+        console.print(load_nos(engine, ref / "nos", progress=True))
+
+
+@app.command()
+def demo(
+    scope: Annotated[str, typer.Option(help="region:53 (Bretagne), departement:35, national")] = "region:53",
+) -> None:
+    """Load demo data: reference data, FINESS establishments, SAE units, generated offers and availability."""
+    from ror.directory.demo import load_demo
+
+    t0 = time.perf_counter()
+    sc = Scope.parse(scope)
+    engine = _engine()
+    services = Services(engine)
+    ref = get_settings().reference_data
+    _ensure_terminology(engine)
+    _ensure_geography(engine)
+    if ref is not None and (ref / "finess").is_dir():
+        from ror.directory.finess import import_finess
+
+        src = ref / "finess" / "finess_et_20210108_flat_from_fhir.csv.gz"
+        console.print(import_finess(services.store, src, scope=sc, geography=services.geography, progress=True))
+    else:
+        console.print("[yellow]no reference data: loading the built-in seed instead[/yellow]")
+    console.print(load_demo(services.store, ref, scope=sc, progress=True))
+    console.print(f"demo ready in {time.perf_counter() - t0:.1f} s — {resource_count(engine)} resources")
+
+
+@app.command()
+def setup() -> None:
+    """Migrate the database; on an empty database load reference and demo data (used by `make run`)."""
+    engine = _engine()
+    if resource_count(engine) == 0:
+        demo(scope=get_settings().demo_scope)
+    else:
+        _ensure_terminology(engine)
+        _ensure_geography(engine)
+        console.print(f"database ready: {resource_count(engine)} resources")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option()] = None,
+    port: Annotated[int | None, typer.Option()] = None,
+    workers: Annotated[int, typer.Option(help="worker processes (PostgreSQL only)")] = 1,
+) -> None:
+    """Serve the web application and the FHIR API (uvicorn)."""
+    import uvicorn
+
+    from ror.db.engine import is_sqlite
+
+    settings = get_settings()
+    _engine()
+    if workers > 1 and is_sqlite(settings.database_url):
+        console.print("[yellow]--workers > 1 needs PostgreSQL; serving with one worker on SQLite[/yellow]")
+        workers = 1
+    console.print(f"serving on http://{host or settings.host}:{port or settings.port}  (FHIR base /fhir)")
+    uvicorn.run(
+        "ror.server:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        log_level="info",
+    )
+
+
+def main() -> None:
+    try:
+        app()
+    except RorError as exc:
+        console.print(f"[red]{exc.diagnostics}[/red]")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

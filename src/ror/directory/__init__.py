@@ -1,0 +1,1 @@
+"""Building ROR resources from imports (FINESS, SAE), generated demo data and forms."""

@@ -1,0 +1,81 @@
+"""The FHIR API application: routers, error handling (every error is an OperationOutcome, never a bare 500)."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ror.errors import Issue, RorError
+from ror.fhir import read, search, terminology
+from ror.fhir.capability import capability_statement
+from ror.fhir.common import base_url, services
+from ror.fhir.responses import FhirResponse, outcome_response
+
+log = logging.getLogger("ror.fhir")
+
+INTERACTIONS: tuple[str, ...] = ("read", "vread", "history-instance", "search-type")
+INCLUDES = {
+    "HealthcareService": [
+        "HealthcareService:organization",
+        "HealthcareService:location",
+        "Organization:partof",
+        "PractitionerRole:practitioner",
+        "*",
+    ],
+    "Location": ["Location:organization", "Location:partof", "*"],
+    "Organization": ["Organization:partof", "*"],
+    "PractitionerRole": ["PractitionerRole:practitioner", "PractitionerRole:service", "*"],
+}
+REVINCLUDES = {
+    "HealthcareService": ["PractitionerRole:service", "Task:focus"],
+    "Location": ["HealthcareService:location", "Task:focus"],
+    "Organization": ["HealthcareService:organization", "Location:organization", "Organization:partof", "Task:focus"],
+}
+
+
+def fhir_router() -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/metadata")
+    def metadata(request: Request) -> FhirResponse:
+        return FhirResponse(
+            capability_statement(
+                services(request).registry,
+                base=base_url(request),
+                interactions=INTERACTIONS,
+                search_includes=INCLUDES,
+                search_revincludes=REVINCLUDES,
+            )
+        )
+
+    router.include_router(terminology.router)
+    router.include_router(search.router)
+    router.include_router(read.router)
+    return router
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RorError)
+    async def ror_error(_request: Request, exc: RorError) -> FhirResponse:
+        return outcome_response(exc.status, exc.issues)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> FhirResponse:
+        issues = []
+        for err in exc.errors():
+            loc = [str(x) for x in err.get("loc", ()) if x not in ("query", "path", "body")]
+            issues.append(Issue("error", "invalid", f"{'.'.join(loc)}: {err.get('msg')}", loc[-1:] if loc else []))
+        return outcome_response(400, issues or [Issue("error", "invalid", "invalid request")])
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> FhirResponse:
+        code = {404: "not-found", 405: "not-supported", 401: "login", 403: "forbidden"}.get(exc.status_code, "invalid")
+        return outcome_response(exc.status_code, [Issue("error", code, str(exc.detail))])
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> FhirResponse:
+        log.exception("unexpected error", exc_info=exc)
+        return outcome_response(500, [Issue("fatal", "exception", "internal error; it has been logged")])

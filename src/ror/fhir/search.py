@@ -1,0 +1,129 @@
+"""The search interaction: GET [base]/Type?… and POST [base]/Type/_search → Bundle searchset."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+from fastapi import APIRouter, Request
+
+from ror.fhir.common import base_url, check_type, services
+from ror.fhir.responses import FhirResponse
+from ror.search.engine import Row, SearchEngine, SearchResult
+from ror.search.geo import haversine_km
+from ror.search.query import Near, QueryParser, SearchQuery
+from ror.search.systems import make_system_resolver
+
+router = APIRouter()
+LOCATION_DISTANCE = "http://hl7.org/fhir/StructureDefinition/location-distance"
+ALWAYS_KEPT = ("resourceType", "id", "meta")
+
+
+def parser_for(request: Request) -> QueryParser:
+    svc = services(request)
+    cached = getattr(request.app.state, "query_parser", None)
+    if cached is None:
+        cached = QueryParser(
+            svc.registry,
+            make_system_resolver(svc.terminology.resolve_system),
+            svc.geography.centroid,
+        )
+        request.app.state.query_parser = cached
+    return cached
+
+
+def engine_for(request: Request) -> SearchEngine:
+    cached = getattr(request.app.state, "search_engine", None)
+    if cached is None:
+        cached = SearchEngine(services(request).engine)
+        request.app.state.search_engine = cached
+    return cached
+
+
+def _entry(row: Row, base: str, mode: str, q: SearchQuery) -> dict[str, Any]:
+    entry: dict[str, Any] = {"fullUrl": f"{base}/{row.res_type}/{row.res_id}"}
+    needs_parse = (mode == "match" and q.elements) or (q.near is not None and row.res_type == "Location")
+    if needs_parse:
+        res = orjson.loads(row.content)
+        if mode == "match" and q.elements:
+            res = _subset(res, q.elements)
+        entry["resource"] = res
+    else:
+        entry["resource"] = orjson.Fragment(row.content)
+    search: dict[str, Any] = {"mode": mode}
+    if q.near is not None and row.res_type == "Location":
+        dist = _distance(entry["resource"], q.near)
+        if dist is not None:
+            search["extension"] = [
+                {
+                    "url": LOCATION_DISTANCE,
+                    "valueDistance": {
+                        "value": round(dist, 3),
+                        "unit": "km",
+                        "system": "http://unitsofmeasure.org",
+                        "code": "km",
+                    },
+                }
+            ]
+    entry["search"] = search
+    return entry
+
+
+def _distance(res: dict[str, Any], near: Near) -> float | None:
+    pos = res.get("position") or {}
+    return haversine_km(near.lat, near.lon, pos.get("latitude"), pos.get("longitude"))
+
+
+def _subset(res: dict[str, Any], elements: list[str]) -> dict[str, Any]:
+    out = {k: v for k, v in res.items() if k in ALWAYS_KEPT or k in elements}
+    meta = dict(out.get("meta") or {})
+    meta["tag"] = [
+        *(meta.get("tag") or []),
+        {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"},
+    ]
+    out["meta"] = meta
+    return out
+
+
+def _link(base: str, res_type: str, items: list[tuple[str, str]], cursor: str | None) -> str:
+    kept = [(k, v) for k, v in items if k != "_cursor"]
+    if cursor:
+        kept.append(("_cursor", cursor))
+    return f"{base}/{res_type}" + (f"?{urlencode(kept)}" if kept else "")
+
+
+def bundle(request: Request, res_type: str, items: list[tuple[str, str]], q: SearchQuery, r: SearchResult) -> dict:
+    base = base_url(request)
+    links = [{"relation": "self", "url": _link(base, res_type, items, q.cursor)}]
+    if r.next_cursor:
+        links.append({"relation": "next", "url": _link(base, res_type, items, r.next_cursor)})
+    if r.prev_cursor:
+        links.append({"relation": "previous", "url": _link(base, res_type, items, r.prev_cursor)})
+    out: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
+    if r.total is not None:
+        out["total"] = r.total
+    out["link"] = links
+    entries = [_entry(m, base, "match", q) for m in r.matches] + [_entry(i, base, "include", q) for i in r.included]
+    if entries:
+        out["entry"] = entries
+    return out
+
+
+def run_search(request: Request, res_type: str, items: list[tuple[str, str]]) -> FhirResponse:
+    check_type(res_type)
+    q = parser_for(request).parse(res_type, items)
+    result = engine_for(request).search(q)
+    return FhirResponse(bundle(request, res_type, items, q, result))
+
+
+@router.get("/{res_type}")
+def search_get(res_type: str, request: Request) -> FhirResponse:
+    return run_search(request, res_type, list(request.query_params.multi_items()))
+
+
+@router.post("/{res_type}/_search")
+async def search_post(res_type: str, request: Request) -> FhirResponse:
+    form = await request.form()
+    items = list(request.query_params.multi_items()) + [(k, str(v)) for k, v in form.multi_items()]
+    return run_search(request, res_type, items)

@@ -1,0 +1,277 @@
+"""Run a parsed search: filter, sort, keyset paging, total, _include/_revinclude.
+
+Paging uses a keyset cursor (the last row's sort values + its primary key), never OFFSET: a page costs the same
+wherever it is, and rows inserted or deleted meanwhile never shift the pages (no duplicates, no gaps for the rows
+that did not change)."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import ColumnElement, Engine, and_, case, func, literal, or_, select, tuple_
+from sqlalchemy.sql.selectable import FromClause
+
+from ror.db.engine import is_sqlite
+from ror.db.tables import idx_date, idx_geo, idx_number, idx_quantity, idx_reference, idx_string, idx_token, resource
+from ror.errors import InvalidRequest
+from ror.search.geo import distance_sql
+from ror.search.query import Include, SearchQuery, SortKey
+from ror.search.sql import Compiler
+
+MAX_INCLUDE_ROUNDS = 4
+
+
+@dataclass
+class Row:
+    pk: int
+    res_type: str
+    res_id: str
+    content: str
+
+
+@dataclass
+class SearchResult:
+    matches: list[Row]
+    included: list[Row] = field(default_factory=list)
+    total: int | None = None
+    next_cursor: str | None = None
+    prev_cursor: str | None = None
+
+
+@dataclass
+class _SortExpr:
+    flag: Any  # 0 when the value exists, 1 when missing (missing values sort last in both directions)
+    value: Any
+    descending: bool
+    kind: str  # str | num | date
+
+
+def _encode_cursor(direction: str, values: list[Any]) -> str:
+    payload = [direction, [v.isoformat() if isinstance(v, datetime) else v for v in values]]
+    return base64.urlsafe_b64encode(orjson.dumps(payload)).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, kinds: list[str]) -> tuple[str, list[Any]]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        direction, values = orjson.loads(raw)
+        if direction not in ("a", "b") or len(values) != len(kinds):
+            raise ValueError
+        out = [
+            datetime.fromisoformat(v) if k == "date" and v is not None else v
+            for v, k in zip(values, kinds, strict=True)
+        ]
+        return direction, out
+    except Exception as exc:
+        raise InvalidRequest(
+            "_cursor is invalid or belongs to another search; restart from the first page", expression="_cursor"
+        ) from exc
+
+
+class SearchEngine:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.sqlite = is_sqlite(engine)
+        self.compiler = Compiler(self.sqlite)
+
+    # -- sorting -----------------------------------------------------------------------------------------------
+    def _sort_exprs(self, q: SearchQuery, outer: FromClause) -> list[_SortExpr]:
+        exprs: list[_SortExpr] = []
+        for key in q.sort:
+            exprs.append(self._sort_expr(q, key, outer))
+        return exprs
+
+    def _sort_expr(self, q: SearchQuery, key: SortKey, outer: FromClause) -> _SortExpr:
+        if key.name == "_id":
+            return _SortExpr(literal(0), outer.c.res_id, key.descending, "str")
+        if key.name == "_lastUpdated":
+            return _SortExpr(literal(0), outer.c.last_updated, key.descending, "date")
+        if key.name == "near":
+            if q.near is None:
+                raise InvalidRequest("_sort=near needs a near or near-insee-code criterion", expression="_sort")
+            g = idx_geo.alias()
+            dist = (
+                select(distance_sql(q.near.lat, q.near.lon, g.c.lat, g.c.lon, self.sqlite))
+                .where(g.c.resource_pk == outer.c.pk)
+                .scalar_subquery()
+            )
+            if q.res_type != "Location":
+                dist = self._chained_location_distance(q, outer)
+            return self._nullable(dist, key.descending, "num")
+        p = key.param
+        assert p is not None
+        table, col, kind = {
+            "string": (idx_string, "value", "str"),
+            "token": (idx_token, "code", "str"),
+            "number": (idx_number, "value", "num"),
+            "quantity": (idx_quantity, "value", "num"),
+            "date": (idx_date, "low", "date"),
+        }[p.type]
+        t = table.alias()
+        agg = func.max if key.descending else func.min
+        sub = (
+            select(agg(t.c[col]))
+            .where(t.c.resource_pk == outer.c.pk, t.c.res_type == q.res_type, t.c.param == p.code)
+            .scalar_subquery()
+        )
+        return self._nullable(sub, key.descending, kind)
+
+    def _chained_location_distance(self, q: SearchQuery, outer: FromClause) -> Any:
+        """Distance of the nearest Location the resource points to (HealthcareService.location)."""
+        assert q.near is not None
+        g = idx_geo.alias()
+        r = idx_reference.alias()
+        loc = resource.alias()
+        return (
+            select(func.min(distance_sql(q.near.lat, q.near.lon, g.c.lat, g.c.lon, self.sqlite)))
+            .select_from(
+                r.join(loc, and_(loc.c.res_type == r.c.target_type, loc.c.res_id == r.c.target_id)).join(
+                    g, g.c.resource_pk == loc.c.pk
+                )
+            )
+            .where(r.c.resource_pk == outer.c.pk, r.c.target_type == "Location")
+            .scalar_subquery()
+        )
+
+    @staticmethod
+    def _nullable(expr: Any, descending: bool, kind: str) -> _SortExpr:
+        neutral: Any = {"str": "", "num": 0.0, "date": datetime(1900, 1, 1)}[kind]
+        return _SortExpr(case((expr.is_(None), 1), else_=0), func.coalesce(expr, neutral), descending, kind)
+
+    # -- keyset ------------------------------------------------------------------------------------------------
+    @staticmethod
+    def _after(exprs: list[_SortExpr], pk_col: Any, values: list[Any], backwards: bool) -> ColumnElement[bool]:
+        """Rows strictly after (or before) the cursor row in the sort order."""
+        cols: list[tuple[Any, bool]] = []
+        for e in exprs:
+            cols.append((e.flag, False))
+            cols.append((e.value, e.descending))
+        cols.append((pk_col, False))
+        cond: ColumnElement[bool] | None = None
+        for (col, desc), val in reversed(list(zip(cols, values, strict=True))):
+            forward = desc == backwards  # ascending & forwards, or descending & backwards → greater
+            beyond = col > val if forward else col < val
+            cond = beyond if cond is None else or_(beyond, and_(col == val, cond))
+        assert cond is not None
+        return cond
+
+    # -- run ---------------------------------------------------------------------------------------------------
+    def search(self, q: SearchQuery) -> SearchResult:
+        outer = resource.alias("r")
+        where = self.compiler.where(q.nodes, outer, q.res_type)
+        exprs = self._sort_exprs(q, outer)
+        kinds: list[str] = []
+        for e in exprs:
+            kinds += ["num", e.kind]
+        kinds.append("num")
+        order_cols: list[Any] = []
+        for e in exprs:
+            order_cols += [e.flag.label(None), e.value.label(None)]
+        with self.engine.connect() as conn:
+            total = None
+            if q.total != "none" or q.summary == "count":
+                total = int(conn.execute(select(func.count()).select_from(outer).where(where)).scalar_one())
+            if q.summary == "count" or q.count == 0:
+                return SearchResult([], total=total)
+            backwards = False
+            page_where = where
+            if q.cursor:
+                direction, values = _decode_cursor(q.cursor, kinds)
+                backwards = direction == "b"
+                page_where = and_(where, self._after(exprs, outer.c.pk, values, backwards))
+            order_by: list[Any] = []
+            for e in exprs:
+                order_by.append(e.flag.desc() if backwards else e.flag.asc())
+                order_by.append(e.value.desc() if e.descending != backwards else e.value.asc())
+            order_by.append(outer.c.pk.desc() if backwards else outer.c.pk.asc())
+            stmt = (
+                select(outer.c.pk, outer.c.res_type, outer.c.res_id, outer.c.content, *order_cols)
+                .where(page_where)
+                .order_by(*order_by)
+                .limit(q.count + 1)
+            )
+            rows = conn.execute(stmt).all()
+            more = len(rows) > q.count
+            rows = rows[: q.count]
+            if backwards:
+                rows.reverse()
+            result = SearchResult([Row(r[0], r[1], r[2], r[3]) for r in rows], total=total)
+            if rows:
+                first_vals = [*rows[0][4:], rows[0][0]]
+                last_vals = [*rows[-1][4:], rows[-1][0]]
+                has_next = more if not backwards else True
+                has_prev = bool(q.cursor) if not backwards else more
+                if has_next:
+                    result.next_cursor = _encode_cursor("a", last_vals)
+                if has_prev:
+                    result.prev_cursor = _encode_cursor("b", first_vals)
+            if q.includes and result.matches:
+                result.included = self._includes(conn, q.includes, result.matches)
+        return result
+
+    # -- includes ----------------------------------------------------------------------------------------------
+    def _includes(self, conn: Any, includes: list[Include], matches: list[Row]) -> list[Row]:
+        seen = {(m.res_type, m.res_id) for m in matches}
+        everything: list[Row] = list(matches)
+        included: list[Row] = []
+        frontier = list(matches)
+        for round_no in range(MAX_INCLUDE_ROUNDS):
+            active = [i for i in includes if round_no == 0 or i.iterate]
+            # round 0 also applies non-iterate includes to what earlier includes brought (e.g. the IG's
+            # _revinclude=PractitionerRole:service&_include=PractitionerRole:practitioner).
+            sources = everything if round_no == 0 else frontier
+            new_rows: list[Row] = []
+            for inc in sorted(active, key=lambda i: not i.reverse):
+                for row in self._apply(conn, inc, sources + new_rows):
+                    key = (row.res_type, row.res_id)
+                    if key not in seen:
+                        seen.add(key)
+                        new_rows.append(row)
+            if not new_rows:
+                break
+            included += new_rows
+            everything += new_rows
+            frontier = new_rows
+        return included
+
+    def _apply(self, conn: Any, inc: Include, sources: list[Row]) -> list[Row]:
+        t = resource.alias()
+        r = idx_reference.alias()
+        if inc.reverse:
+            targets = [s for s in sources if inc.target_type in (None, s.res_type)]
+            if not targets:
+                return []
+            cond = [
+                r.c.param == inc.param if inc.param != "*" else literal(True),
+                tuple_(r.c.target_type, r.c.target_id).in_([(s.res_type, s.res_id) for s in targets]),
+                t.c.deleted.is_(False),
+            ]
+            if inc.source_type != "*":
+                cond.append(t.c.res_type == inc.source_type)
+                cond.append(r.c.res_type == inc.source_type)
+            stmt = (
+                select(t.c.pk, t.c.res_type, t.c.res_id, t.c.content)
+                .select_from(t.join(r, r.c.resource_pk == t.c.pk))
+                .where(*cond)
+                .distinct()
+            )
+        else:
+            pks = [s.pk for s in sources if inc.source_type in ("*", s.res_type)]
+            if not pks:
+                return []
+            cond = [r.c.resource_pk.in_(pks), t.c.deleted.is_(False)]
+            if inc.param != "*":
+                cond.append(r.c.param == inc.param)
+            if inc.target_type:
+                cond.append(r.c.target_type == inc.target_type)
+            stmt = (
+                select(t.c.pk, t.c.res_type, t.c.res_id, t.c.content)
+                .select_from(r.join(t, and_(t.c.res_type == r.c.target_type, t.c.res_id == r.c.target_id)))
+                .where(*cond)
+                .distinct()
+            )
+        return [Row(x[0], x[1], x[2], x[3]) for x in conn.execute(stmt)]

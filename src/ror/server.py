@@ -1,0 +1,48 @@
+"""The ASGI application served by `ror serve`: FHIR API under /fhir, health endpoints, home page."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse, JSONResponse
+from sqlalchemy import Engine, text
+
+from ror import __version__
+from ror.db import migrate
+from ror.db.database import get_engine
+from ror.fhir.app import fhir_router, install_error_handlers
+from ror.services import Services
+
+HOME = """<!doctype html><html lang="fr"><head><meta charset="utf-8"><title>ROR</title></head>
+<body><main><h1>ROR — Répertoire de l'Offre et des Ressources en santé</h1>
+<p>API FHIR R4 : <a href="/fhir/metadata">/fhir/metadata</a></p></main></body></html>"""
+
+
+def create_app(engine: Engine | None = None) -> FastAPI:
+    engine = engine or get_engine()
+    app = FastAPI(title="ROR", version=__version__, docs_url="/api/docs", openapi_url="/api/openapi.json")
+    app.state.services = Services(engine)
+    app.state.terminology = app.state.services.terminology
+    install_error_handlers(app)
+    app.include_router(fhir_router(), prefix="/fhir")
+
+    @app.get("/health", include_in_schema=False)
+    def health() -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/ready", include_in_schema=False)
+    def ready() -> JSONResponse:
+        try:
+            with engine.connect() as c:
+                c.execute(text("SELECT 1"))
+            current = migrate.is_current(engine)
+        except Exception as exc:  # the database is down: not ready
+            return JSONResponse({"status": "unavailable", "detail": str(exc)[:200]}, status_code=503)
+        if not current:
+            return JSONResponse({"status": "migrations pending"}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def home() -> str:
+        return HOME
+
+    return app

@@ -1,0 +1,34 @@
+"""The core services of one running instance, built once per database and shared by adapters (FHIR API, web, CLI)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from sqlalchemy import Engine
+
+from ror.geo.service import Geography
+from ror.search.registry import Registry, default_registry
+from ror.store import ResourceStore
+from ror.terminology.service import Terminology
+
+
+@dataclass
+class Services:
+    engine: Engine
+
+    @cached_property
+    def registry(self) -> Registry:
+        return default_registry()
+
+    @cached_property
+    def geography(self) -> Geography:
+        return Geography(self.engine)
+
+    @cached_property
+    def terminology(self) -> Terminology:
+        return Terminology(self.engine)
+
+    @cached_property
+    def store(self) -> ResourceStore:
+        return ResourceStore(self.engine, self.registry, region_of=self.geography.region_of_commune)

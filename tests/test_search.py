@@ -1,0 +1,177 @@
+from __future__ import annotations
+
+import pytest
+
+from ror.directory import ids
+from ror.errors import InvalidRequest
+from ror.search.engine import SearchEngine, SearchResult
+from ror.search.query import QueryParser
+from ror.search.registry import default_registry
+from ror.search.systems import make_system_resolver
+from ror.store import ResourceStore
+from tests.search_fixtures import populate
+
+SHORT = {
+    "R211": ids.TRE_R211,
+    "R213": ids.TRE_R213,
+    "R66": ids.TRE_R66,
+    "R330": ids.TRE_R330,
+    "R332": ids.TRE_R332,
+    "R329": ids.TRE_R329,
+}
+CENTROIDS = {"35238": (48.1113, -1.6800), "56121": (47.7500, -3.3667)}
+
+
+def lookup(ref: str) -> str:
+    if ref in SHORT:
+        return SHORT[ref]
+    raise InvalidRequest(ref)
+
+
+@pytest.fixture
+def run(store: ResourceStore):
+    populate(store)
+    parser = QueryParser(default_registry(), make_system_resolver(lookup), CENTROIDS.get)
+    engine = SearchEngine(store.engine)
+
+    def _run(res_type: str, query: str) -> SearchResult:
+        items = [tuple(p.split("=", 1)) for p in query.split("&") if p]
+        return engine.search(parser.parse(res_type, items))  # type: ignore[arg-type]
+
+    return _run
+
+
+def ids_of(r: SearchResult) -> list[str]:
+    return sorted(m.res_id for m in r.matches)
+
+
+def test_token_system_code_and_or(run) -> None:
+    assert ids_of(run("HealthcareService", "specialty=R211|126")) == ["hs-rea-rennes"]
+    assert ids_of(run("HealthcareService", "specialty=R211|126,127")) == ["hs-rea-lorient", "hs-rea-rennes"]
+    assert ids_of(run("HealthcareService", f"specialty={ids.TRE_R211}|233")) == ["hs-ped-rennes"]
+    assert ids_of(run("HealthcareService", "specialty=126")) == ["hs-rea-rennes"]
+    assert ids_of(run("HealthcareService", "specialty:not=R211|126")) == ["hs-ped-rennes", "hs-rea-lorient"]
+    assert run("HealthcareService", "specialty=R211|126").total == 1
+
+
+def test_and_with_repeats(run) -> None:
+    r = run("HealthcareService", "specialty=R211|126,127,233&characteristic=R213|28&name=rea")
+    assert ids_of(r) == ["hs-rea-lorient", "hs-rea-rennes"]
+
+
+def test_string_modifiers(run) -> None:
+    assert ids_of(run("HealthcareService", "name=réanimation")) == ["hs-rea-lorient", "hs-rea-rennes"]
+    assert ids_of(run("HealthcareService", "name:contains=POLY")) == ["hs-rea-lorient"]
+    assert ids_of(run("HealthcareService", "name:exact=Pédiatrie générale")) == ["hs-ped-rennes"]
+    assert ids_of(run("HealthcareService", "name:exact=pédiatrie générale")) == []
+
+
+def test_postal_code_prefixes(run) -> None:
+    assert ids_of(run("Location", "address-postalcode=35,22")) == ["loc-ped-rennes", "loc-rea-rennes"]
+    assert ids_of(run("Location", "address-postalcode=56")) == ["loc-rea-lorient"]
+
+
+def test_quantity_age_range(run) -> None:
+    r = run("HealthcareService", "age-range-low=le10|http://unitsofmeasure.org|a&age-range-high=ge10")
+    assert ids_of(r) == ["hs-ped-rennes"]
+
+
+def test_capacity_criteria_match_the_same_indicator(run) -> None:
+    # available female bed now: Rennes has 3 (female), Lorient has 0 female but 2 male.
+    q = "capacity-status=R330|02&gender-capacity-available=R332|01&nb-capacity=gt0"
+    assert ids_of(run("Location", q)) == ["loc-rea-rennes"]
+    q = "capacity-status=R330|02&gender-capacity-available=R332|02&nb-capacity=gt0"
+    assert ids_of(run("Location", q)) == ["loc-rea-lorient"]
+    # chained from HealthcareService, as in the IG example D1
+    q = (
+        "specialty=R211|126,127&location.capacity-status=R330|02&location.gender-capacity-available=R332|02"
+        "&location.nb-capacity=gt0"
+    )
+    assert ids_of(run("HealthcareService", q)) == ["hs-rea-lorient"]
+
+
+def test_chain_and_above(run) -> None:
+    assert ids_of(run("HealthcareService", "organization.type=R66|355")) == ["hs-rea-lorient"]
+    # the offer of the OI is found from the EJ identifier, up the partOf tree
+    r = run("HealthcareService", "organization:above.identifier=350005179")
+    assert ids_of(r) == ["hs-ped-rennes", "hs-rea-rennes"]
+    r = run("HealthcareService", "organization.identifier:above=350005179")
+    assert ids_of(r) == ["hs-ped-rennes", "hs-rea-rennes"]
+
+
+def test_reverse_chain_has(run) -> None:
+    r = run("Location", "_has:HealthcareService:location:identifier=53/hs-rea-lorient,53/hs-ped-rennes")
+    assert ids_of(r) == ["loc-ped-rennes", "loc-rea-lorient"]
+
+
+def test_filter(run) -> None:
+    q = (
+        "_filter=((specialty eq R211|126) or (specialty eq R211|233)) and "
+        "(age-range-low le 35|https://unitsofmeasure.org|a and age-range-high ge 35|https://unitsofmeasure.org|a)"
+    )
+    assert ids_of(run("HealthcareService", q)) == ["hs-rea-rennes"]
+    q = "_filter=(organization.type eq R66|355) OR (name co pédia)"
+    assert ids_of(run("HealthcareService", q)) == ["hs-ped-rennes", "hs-rea-lorient"]
+    q = "_filter=not (name sw rea)"
+    assert ids_of(run("HealthcareService", q)) == ["hs-ped-rennes"]
+
+
+def test_near_is_a_true_radius_sorted_by_distance(run) -> None:
+    r = run("Location", "near=48.1005|-1.6610|5|km&_sort=near")
+    assert [m.res_id for m in r.matches] == ["loc-ped-rennes", "loc-rea-rennes"]
+    # Lorient is ~120 km from Rennes
+    assert len(run("Location", "near=48.11|-1.68|100|km").matches) == 2
+    assert len(run("Location", "near=48.11|-1.68|150|km").matches) == 3
+    r = run("HealthcareService", "location.near-insee-code=56121|15|km")
+    assert ids_of(r) == ["hs-rea-lorient"]
+
+
+def test_includes_and_iterate(run) -> None:
+    r = run(
+        "HealthcareService",
+        "specialty=R211|126&_include=HealthcareService:organization&_include:iterate=Organization:partof"
+        "&_include=HealthcareService:location",
+    )
+    assert sorted(i.res_id for i in r.included) == ["eg-1", "ej-1", "loc-rea-rennes", "oi-1"]
+    r = run("Location", "_id=loc-rea-rennes&_revinclude=HealthcareService:location")
+    assert [i.res_id for i in r.included] == ["hs-rea-rennes"]
+
+
+def test_keyset_paging_is_complete_and_stable(run) -> None:
+    seen: list[str] = []
+    r = run("Location", "_count=1&_sort=-name")
+    while True:
+        seen += [m.res_id for m in r.matches]
+        if not r.next_cursor:
+            break
+        r = run("Location", f"_count=1&_sort=-name&_cursor={r.next_cursor}")
+    assert seen == ["loc-rea-rennes", "loc-rea-lorient", "loc-ped-rennes"]
+    back = run("Location", f"_count=1&_sort=-name&_cursor={r.prev_cursor}")
+    assert [m.res_id for m in back.matches] == ["loc-rea-lorient"]
+
+
+def test_summary_count_and_last_updated(run) -> None:
+    r = run("Location", "_summary=count")
+    assert r.total == 3 and r.matches == []
+    assert run("Location", "_lastUpdated=ge2020-01-01").total == 3
+    assert run("Location", "_lastUpdated=lt2020-01-01").total == 0
+
+
+@pytest.mark.parametrize(
+    ("res_type", "query", "expr"),
+    [
+        ("Location", "nope=1", "nope"),
+        ("Location", "nb-capacity=abc", "nb-capacity"),
+        ("Location", "capacity-update-date=2024-13-99", "capacity-update-date"),
+        ("HealthcareService", "specialty=R999|1", "specialty"),
+        ("HealthcareService", "name:below=x", "name:below"),
+        ("HealthcareService", "_filter=(name eq", "_filter"),
+        ("HealthcareService", "_include=HealthcareService:nope", "_include"),
+        ("Location", "near=91|0|10|km", "near"),
+        ("HealthcareService", "_count=-1", "_count"),
+    ],
+)
+def test_bad_input_names_the_parameter(run, res_type: str, query: str, expr: str) -> None:
+    with pytest.raises(InvalidRequest) as err:
+        run(res_type, query)
+    assert err.value.issues[0].expression == [expr]
