@@ -175,3 +175,8 @@ def test_bad_input_names_the_parameter(run, res_type: str, query: str, expr: str
     with pytest.raises(InvalidRequest) as err:
         run(res_type, query)
     assert err.value.issues[0].expression == [expr]
+
+
+def test_departement_filter(run) -> None:
+    assert ids_of(run("Location", "departement=35")) == ["loc-ped-rennes", "loc-rea-rennes"]
+    assert ids_of(run("HealthcareService", "location.departement=56")) == ["hs-rea-lorient"]

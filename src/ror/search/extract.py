@@ -13,6 +13,14 @@ from ror.search.registry import Registry, SearchParam
 TEXT_MAX = 500
 
 
+def departement_of_commune(code: str) -> str:
+    """INSEE commune code -> département code (97x/98x overseas are 3 characters; 2A/2B Corsica)."""
+    return code[:3] if code[:2] in ("97", "98") else code[:2]
+
+
+TRANSFORMS = {"departement-of-commune": departement_of_commune}
+
+
 @dataclass
 class IndexRows:
     token: list[dict[str, Any]] = field(default_factory=list)
@@ -91,6 +99,12 @@ def _reference(value: Any) -> tuple[str | None, str | None, str | None] | None:
 def _add(rows: IndexRows, res_type: str, p: SearchParam, value: Any, grp: int | None) -> None:
     base = {"res_type": res_type, "param": p.code, "grp": grp}
     if p.type == "token":
+        if p.transform:
+            fn = TRANSFORMS[p.transform]
+            for _system, code, _text in _tokens(value):
+                if code:
+                    rows.token.append({**base, "system": None, "code": fn(code), "text": None})
+            return
         for system, code, text in _tokens(value):
             rows.token.append(
                 {**base, "system": system, "code": code, "text": norm_text(text)[:TEXT_MAX] if text else None}

@@ -25,6 +25,7 @@ class SearchParam:
     group: str | None = None
     target: tuple[str, ...] = ()
     description: str = ""
+    transform: str | None = None  # a named function applied to extracted token codes (see extract.TRANSFORMS)
 
 
 class Registry:
@@ -38,6 +39,11 @@ class Registry:
                 compile_path(sub.strip())
             if p.group:
                 compile_path(p.group)
+            if p.transform is not None:
+                from ror.search.extract import TRANSFORMS
+
+                if p.transform not in TRANSFORMS:
+                    raise ValueError(f"SearchParameter {p.code}: unknown transform {p.transform}")
             for base in p.base:
                 self._by_type.setdefault(base, {})[p.code] = p
 
@@ -64,6 +70,7 @@ def load_registry(path: Path = PARAMETERS_FILE) -> Registry:
             group=d.get("group"),
             target=tuple(d.get("target", ())),
             description=d.get("description", ""),
+            transform=d.get("transform"),
         )
         for d in data["parameters"]
     ]

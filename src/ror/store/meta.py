@@ -99,7 +99,13 @@ def finalise(
         if k not in ("resourceType", "id", "meta"):
             out[k] = v
     if resource["resourceType"] in STORE_MANAGED_RESOURCE_TYPES:
-        ext = [e for e in out.get("extension") or [] if e.get("url") != CREATION_DATE_URL]
-        ext.insert(0, {"url": CREATION_DATE_URL, "valueDateTime": created or fhir_instant(last_updated)})
+        value = {"url": CREATION_DATE_URL, "valueDateTime": created or fhir_instant(last_updated)}
+        ext = list(out.get("extension") or [])
+        positions = [i for i, e in enumerate(ext) if e.get("url") == CREATION_DATE_URL]
+        if positions:  # keep the element where the client put it
+            ext[positions[0]] = value
+            ext = [e for i, e in enumerate(ext) if i == positions[0] or e.get("url") != CREATION_DATE_URL]
+        else:
+            ext.insert(0, value)
         out["extension"] = ext
     return out

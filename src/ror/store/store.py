@@ -330,6 +330,14 @@ class ResourceStore:
             q = q.with_for_update()
         return c.execute(q).first()
 
+    @staticmethod
+    def _kept_creation_date(cur: Any, res: dict[str, Any]) -> str | None:
+        """The stored creation date wins on update; on creation, a date the client brings (migration of existing
+        data) is kept; otherwise the store sets it to now."""
+        if cur is not None and not cur.deleted:
+            return creation_date(orjson.loads(cur.content))
+        return creation_date(res)
+
     def _region(self, res: dict[str, Any], previous: str | None) -> str | None:
         tag = region_tag(res)
         if tag:
@@ -396,7 +404,7 @@ class ResourceStore:
                 # Nothing changed: no new version (idempotent PUT), the current one is returned.
                 row = c.execute(select(resource.c.last_updated).where(resource.c.pk == cur.pk)).scalar_one()
                 return Stored(res_type, res_id, cur.version_id, row, False, cur.content, method)
-        created = creation_date(orjson.loads(cur.content)) if cur is not None and not cur.deleted else None
+        created = self._kept_creation_date(cur, res)
         vid = (cur.version_id + 1) if cur is not None else 1
         p = self._prepare(
             res, res_type, res_id, vid, now, created, cur.region if cur else None, cur.pk if cur else None, h
@@ -440,7 +448,7 @@ class ResourceStore:
             if cur is not None and not cur.deleted and cur.content_hash == h:
                 counts.unchanged += 1
                 continue
-            created = creation_date(orjson.loads(cur.content)) if cur is not None and not cur.deleted else None
+            created = self._kept_creation_date(cur, r)
             vid = (cur.version_id + 1) if cur is not None else 1
             pending.append(
                 self._prepare(
