@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy import Engine, text
 
 from ror import __version__
+from ror.access.policy import Profile
 from ror.db import migrate
 from ror.db.database import get_engine
 from ror.fhir.app import fhir_router, install_error_handlers
@@ -17,11 +20,16 @@ HOME = """<!doctype html><html lang="fr"><head><meta charset="utf-8"><title>ROR<
 <p>API FHIR R4 : <a href="/fhir/metadata">/fhir/metadata</a></p></main></body></html>"""
 
 
-def create_app(engine: Engine | None = None) -> FastAPI:
+def create_app(engine: Engine | None = None, anonymous_profile: Profile | None = None) -> FastAPI:
     engine = engine or get_engine()
     app = FastAPI(title="ROR", version=__version__, docs_url="/api/docs", openapi_url="/api/openapi.json")
     app.state.services = Services(engine)
     app.state.terminology = app.state.services.terminology
+    app.state.anonymous_profile = (
+        anonymous_profile
+        if anonymous_profile is not None
+        else Profile(int(os.environ.get("ROR_ANONYMOUS_PROFILE", "0")))
+    )
     install_error_handlers(app)
     app.include_router(fhir_router(), prefix="/fhir")
 

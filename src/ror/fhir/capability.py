@@ -43,14 +43,42 @@ def capability_statement(
         if search_params and "search-type" in interactions:
             params = [{"name": name, "type": t} for name, t in SPECIAL_PARAMS.items()]
             for p in sorted(registry.for_type(rt).values(), key=lambda p: p.code):
-                params.append({"name": p.code, "definition": p.url, "type": p.type})
+                item = {"name": p.code, "definition": p.url, "type": p.type}
+                if p.group:
+                    item["documentation"] = "criteria of this group AND-ed in one search match the same element"
+                params.append(item)
+            if rt == "Location":
+                params += [
+                    {
+                        "name": "near",
+                        "type": "special",
+                        "definition": "http://hl7.org/fhir/SearchParameter/Location-near",
+                    },
+                    {
+                        "name": "near-insee-code",
+                        "type": "special",
+                        "definition": f"{IG_CANONICAL}/SearchParameter/ror-sp-location-near-insee-code",
+                    },
+                ]
             entry["searchParam"] = params
             if search_includes and rt in search_includes:
                 entry["searchInclude"] = search_includes[rt]
             if search_revincludes and rt in search_revincludes:
                 entry["searchRevInclude"] = search_revincludes[rt]
         resources.append(entry)
-    rest: dict[str, Any] = {"mode": "server", "resource": resources}
+    rest: dict[str, Any] = {
+        "mode": "server",
+        "documentation": (
+            "Capacity search semantics: criteria on capacity parameters (capacity-type, capacity-status, "
+            "temporality-capacity, gender-capacity-available, capacity-closing-type, additional-bed-type, crisis-type, "
+            "temporary-assignement, nb-capacity, capacity-update-date) that are AND-ed in one search — repeated "
+            "parameters, chained location.* parameters, or 'and' in _filter — must match the same indicator "
+            "(one ror-location-supported-capacity occurrence). The same holds for equipment and price parameters. "
+            "Unknown or malformed parameters are rejected (400). Paging: follow Bundle.link next/previous (keyset "
+            "cursor). _sort=near orders by distance when a near or near-insee-code criterion is given."
+        ),
+        "resource": resources,
+    }
     if operations:
         rest["operation"] = operations
     return {

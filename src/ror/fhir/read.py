@@ -7,7 +7,9 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Query, Request
 
-from ror.errors import InvalidRequest
+from ror.access.policy import Profile
+from ror.errors import InvalidRequest, NotFound
+from ror.fhir.access import caller_profile, filtered_contents
 from ror.fhir.common import base_url, check_type, http_date, services
 from ror.fhir.responses import FhirResponse
 from ror.search.normalise import date_range, fhir_instant
@@ -16,9 +18,21 @@ from ror.store import Stored
 router = APIRouter()
 
 
-def resource_response(stored: Stored, status: int = 200) -> FhirResponse:
+def _visible(request: Request, stored: Stored) -> str:
+    """The stored content as the caller may see it; a hidden resource answers like an unknown one (404)."""
+    profile = caller_profile(request)
+    if profile == Profile.ALL:
+        return stored.content
+    pk = services(request).store.pk_of(stored.res_type, stored.res_id)
+    content = filtered_contents(request, profile, [(pk, stored.res_type, stored.res_id, stored.content)])[0]
+    if content is None:
+        raise NotFound(f"{stored.res_type}/{stored.res_id} is not known", expression=stored.res_type)
+    return content
+
+
+def resource_response(request: Request, stored: Stored, status: int = 200) -> FhirResponse:
     return FhirResponse(
-        stored.content.encode(),
+        _visible(request, stored).encode(),
         status_code=status,
         headers={"ETag": stored.etag, "Last-Modified": http_date(stored.last_updated)},
     )
@@ -27,7 +41,7 @@ def resource_response(stored: Stored, status: int = 200) -> FhirResponse:
 @router.get("/{res_type}/{res_id}")
 def read(res_type: str, res_id: str, request: Request) -> FhirResponse:
     check_type(res_type)
-    return resource_response(services(request).store.read(res_type, res_id))
+    return resource_response(request, services(request).store.read(res_type, res_id))
 
 
 @router.get("/{res_type}/{res_id}/_history")
@@ -52,7 +66,7 @@ def history(
         url = f"{res_type}/{res_id}/_history/{v.version_id}"
         entry: dict[str, Any] = {"fullUrl": f"{base}/{res_type}/{res_id}"}
         if not v.deleted:
-            entry["resource"] = orjson.Fragment(v.content)
+            entry["resource"] = orjson.Fragment(_visible(request, v))
         method = "DELETE" if v.deleted else ("POST" if v.version_id == 1 else "PUT")
         entry["request"] = {"method": method, "url": url if method != "POST" else res_type}
         entry["response"] = {
@@ -76,4 +90,4 @@ def vread(res_type: str, res_id: str, version_id: str, request: Request) -> Fhir
     check_type(res_type)
     if not version_id.isdigit():
         raise InvalidRequest(f"version id must be a number, got {version_id!r}", expression="versionId")
-    return resource_response(services(request).store.vread(res_type, res_id, int(version_id)))
+    return resource_response(request, services(request).store.vread(res_type, res_id, int(version_id)))

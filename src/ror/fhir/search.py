@@ -8,6 +8,9 @@ from urllib.parse import urlencode
 import orjson
 from fastapi import APIRouter, Request
 
+from ror.access.context import hide_sensitive
+from ror.access.policy import RULES, Profile
+from ror.fhir.access import caller_profile, filtered_contents
 from ror.fhir.common import base_url, check_type, services
 from ror.fhir.responses import FhirResponse
 from ror.search.engine import Row, SearchEngine, SearchResult
@@ -42,6 +45,7 @@ def engine_for(request: Request) -> SearchEngine:
 
 
 def _entry(row: Row, base: str, mode: str, q: SearchQuery) -> dict[str, Any]:
+    """`row.content` is already filtered for the caller."""
     entry: dict[str, Any] = {"fullUrl": f"{base}/{row.res_type}/{row.res_id}"}
     needs_parse = (mode == "match" and q.elements) or (q.near is not None and row.res_type == "Location")
     if needs_parse:
@@ -110,10 +114,20 @@ def bundle(request: Request, res_type: str, items: list[tuple[str, str]], q: Sea
     return out
 
 
+def _filter_rows(request: Request, profile: Profile, rows: list[Row]) -> list[Row]:
+    contents = filtered_contents(request, profile, [(r.pk, r.res_type, r.res_id, r.content) for r in rows])
+    return [Row(r.pk, r.res_type, r.res_id, c) for r, c in zip(rows, contents, strict=True) if c is not None]
+
+
 def run_search(request: Request, res_type: str, items: list[tuple[str, str]]) -> FhirResponse:
     check_type(res_type)
+    profile = caller_profile(request)
     q = parser_for(request).parse(res_type, items)
-    result = engine_for(request).search(q)
+    restrict = None if RULES[profile].sensitive_units else hide_sensitive
+    result = engine_for(request).search(q, restrict)
+    if profile != Profile.ALL:
+        result.matches = _filter_rows(request, profile, result.matches)
+        result.included = _filter_rows(request, profile, result.included)
     return FhirResponse(bundle(request, res_type, items, q, result))
 
 

@@ -7,6 +7,7 @@ that did not change)."""
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -23,6 +24,7 @@ from ror.search.query import Include, SearchQuery, SortKey
 from ror.search.sql import Compiler
 
 MAX_INCLUDE_ROUNDS = 4
+Restrict = Callable[[FromClause, str], ColumnElement[bool]]
 
 
 @dataclass
@@ -160,9 +162,13 @@ class SearchEngine:
         return cond
 
     # -- run ---------------------------------------------------------------------------------------------------
-    def search(self, q: SearchQuery) -> SearchResult:
+    def search(self, q: SearchQuery, restrict: Restrict | None = None) -> SearchResult:
+        """Run `q`. `restrict(outer, res_type)` adds a condition every match and include must satisfy (access
+        control: resources the caller may not see never count in totals or pages)."""
         outer = resource.alias("r")
         where = self.compiler.where(q.nodes, outer, q.res_type)
+        if restrict is not None:
+            where = and_(where, restrict(outer, q.res_type))
         exprs = self._sort_exprs(q, outer)
         kinds: list[str] = []
         for e in exprs:
@@ -210,11 +216,11 @@ class SearchEngine:
                 if has_prev:
                     result.prev_cursor = _encode_cursor("b", first_vals)
             if q.includes and result.matches:
-                result.included = self._includes(conn, q.includes, result.matches)
+                result.included = self._includes(conn, q.includes, result.matches, restrict)
         return result
 
     # -- includes ----------------------------------------------------------------------------------------------
-    def _includes(self, conn: Any, includes: list[Include], matches: list[Row]) -> list[Row]:
+    def _includes(self, conn: Any, includes: list[Include], matches: list[Row], restrict: Restrict | None) -> list[Row]:
         seen = {(m.res_type, m.res_id) for m in matches}
         everything: list[Row] = list(matches)
         included: list[Row] = []
@@ -226,7 +232,7 @@ class SearchEngine:
             sources = everything if round_no == 0 else frontier
             new_rows: list[Row] = []
             for inc in sorted(active, key=lambda i: not i.reverse):
-                for row in self._apply(conn, inc, sources + new_rows):
+                for row in self._apply(conn, inc, sources + new_rows, restrict):
                     key = (row.res_type, row.res_id)
                     if key not in seen:
                         seen.add(key)
@@ -238,9 +244,24 @@ class SearchEngine:
             frontier = new_rows
         return included
 
-    def _apply(self, conn: Any, inc: Include, sources: list[Row]) -> list[Row]:
+    def _apply(self, conn: Any, inc: Include, sources: list[Row], restrict: Restrict | None) -> list[Row]:
         t = resource.alias()
         r = idx_reference.alias()
+        rows = self._apply_unrestricted(conn, inc, sources, t, r)
+        if restrict is None or not rows:
+            return rows
+        by_type: dict[str, list[Row]] = {}
+        for row in rows:
+            by_type.setdefault(row.res_type, []).append(row)
+        kept: set[int] = set()
+        for rt, group in by_type.items():
+            v = resource.alias()
+            kept.update(
+                conn.execute(select(v.c.pk).where(v.c.pk.in_([g.pk for g in group]), restrict(v, rt))).scalars()
+            )
+        return [row for row in rows if row.pk in kept]
+
+    def _apply_unrestricted(self, conn: Any, inc: Include, sources: list[Row], t: Any, r: Any) -> list[Row]:
         if inc.reverse:
             targets = [s for s in sources if inc.target_type in (None, s.res_type)]
             if not targets:

@@ -130,6 +130,15 @@ class ResourceStore:
             raise Gone(f"{res_type}/{res_id} was deleted (version {row.version_id})", expression=res_type)
         return Stored(res_type, res_id, row.version_id, row.last_updated, False, row.content)
 
+    def pk_of(self, res_type: str, res_id: str) -> int:
+        with self.read_conn() as c:
+            pk = c.execute(
+                select(resource.c.pk).where(resource.c.res_type == res_type, resource.c.res_id == res_id)
+            ).scalar()
+        if pk is None:
+            raise NotFound(f"{res_type}/{res_id} is not known", expression=res_type)
+        return int(pk)
+
     def exists(self, res_type: str, res_id: str, conn: Connection | None = None) -> bool:
         with self._maybe(conn) as c:
             return (

@@ -1,0 +1,33 @@
+"""Access glue of the FHIR adapter: who is calling (profile) and the filtering of every resource served."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import orjson
+from fastapi import Request
+
+from ror.access.context import contexts
+from ror.access.policy import Profile, filter_resource
+from ror.fhir.common import services
+
+
+def caller_profile(request: Request) -> Profile:
+    """The caller's access profile. Until a bearer token says otherwise, a caller is anonymous and gets the
+    instance's anonymous profile (0, open data, unless configured)."""
+    return getattr(request.state, "profile", None) or request.app.state.anonymous_profile
+
+
+def filtered_contents(
+    request: Request, profile: Profile, rows: Sequence[tuple[int, str, str, str]]
+) -> list[str | None]:
+    """For (pk, res_type, res_id, content) rows: the content the caller may see (None = hidden)."""
+    if not rows:
+        return []
+    with services(request).engine.connect() as conn:
+        ctx = contexts(conn, [(pk, rt, rid) for pk, rt, rid, _ in rows])
+    out: list[str | None] = []
+    for pk, _rt, _rid, content in rows:
+        seen = filter_resource(orjson.loads(content), profile, ctx[pk])
+        out.append(None if seen is None else orjson.dumps(seen).decode())
+    return out
