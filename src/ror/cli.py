@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -24,6 +25,8 @@ db_app = typer.Typer(help="Database schema (Alembic migrations)", no_args_is_hel
 import_app = typer.Typer(help="Import reference data (NOS, geography, FINESS, SAE)", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(import_app, name="import")
+clients_app = typer.Typer(help="API clients (third-party programs): OAuth2 client credentials", no_args_is_help=True)
+app.add_typer(clients_app, name="clients")
 console = Console(stderr=True)
 
 
@@ -180,6 +183,80 @@ def serve(
         workers=workers,
         log_level="info",
     )
+
+
+def _print_credentials(creds: object, as_json: bool) -> None:
+    from ror.access.clients import NewCredentials
+
+    assert isinstance(creds, NewCredentials)
+    c = creds.client
+    data = {
+        "client_id": c.client_id,
+        "client_secret": creds.secret,
+        "name": c.name,
+        "profile": int(c.profile),
+        "feeds": list(c.feeds),
+    }
+    if as_json:
+        typer.echo(json.dumps(data))
+    else:
+        typer.echo(f"client_id:     {c.client_id}\nclient_secret: {creds.secret}   (shown once; store it now)")
+        typer.echo(f"profile {int(c.profile)}, may write: {', '.join(c.feeds) or 'nothing'}")
+
+
+@clients_app.command("add")
+def clients_add(
+    name: Annotated[str, typer.Option(help="who the client is")],
+    profile: Annotated[int, typer.Option(help="access profile 0..5")],
+    feeds: Annotated[list[str] | None, typer.Option("--feeds", help="FINESS EG the client may write")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Create a client; prints its client_id and its secret (shown once)."""
+    from ror.access.clients import ClientRegistry
+
+    _print_credentials(ClientRegistry(_engine()).add(name, profile, feeds or []), as_json)
+
+
+@clients_app.command("list")
+def clients_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List clients (never their secrets)."""
+    from ror.access.clients import ClientRegistry
+
+    rows = [
+        {
+            "client_id": c.client_id,
+            "name": c.name,
+            "profile": int(c.profile),
+            "feeds": list(c.feeds),
+            "active": c.active,
+        }
+        for c in ClientRegistry(_engine()).list()
+    ]
+    if as_json:
+        typer.echo(json.dumps(rows))
+    else:
+        for r in rows:
+            typer.echo(
+                f"{r['client_id']}  profile {r['profile']}  {'active' if r['active'] else 'DISABLED'}  "
+                f"{r['name']}  feeds={','.join(r['feeds']) or '-'}"
+            )
+
+
+@clients_app.command("disable")
+def clients_disable(client_id: str) -> None:
+    """Disable a client (its tokens stop being issued; existing tokens expire within 15 minutes)."""
+    from ror.access.clients import ClientRegistry
+
+    ClientRegistry(_engine()).set_active(client_id, False)
+    typer.echo(f"{client_id} disabled")
+
+
+@clients_app.command("rotate")
+def clients_rotate(client_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Give a client a new secret (the old one stops working at once)."""
+    from ror.access.clients import ClientRegistry
+
+    _print_credentials(ClientRegistry(_engine()).rotate(client_id), as_json)
 
 
 def main() -> None:

@@ -10,9 +10,12 @@ from sqlalchemy import Engine, text
 
 from ror import __version__
 from ror.access.policy import Profile
+from ror.access.tokens import OidcConfig, TokenService
 from ror.db import migrate
 from ror.db.database import get_engine
 from ror.fhir.app import fhir_router, install_error_handlers
+from ror.fhir.auth import install_auth
+from ror.fhir.auth import router as oauth_router
 from ror.services import Services
 
 HOME = """<!doctype html><html lang="fr"><head><meta charset="utf-8"><title>ROR</title></head>
@@ -20,7 +23,9 @@ HOME = """<!doctype html><html lang="fr"><head><meta charset="utf-8"><title>ROR<
 <p>API FHIR R4 : <a href="/fhir/metadata">/fhir/metadata</a></p></main></body></html>"""
 
 
-def create_app(engine: Engine | None = None, anonymous_profile: Profile | None = None) -> FastAPI:
+def create_app(
+    engine: Engine | None = None, anonymous_profile: Profile | None = None, tokens: TokenService | None = None
+) -> FastAPI:
     engine = engine or get_engine()
     app = FastAPI(title="ROR", version=__version__, docs_url="/api/docs", openapi_url="/api/openapi.json")
     app.state.services = Services(engine)
@@ -31,6 +36,8 @@ def create_app(engine: Engine | None = None, anonymous_profile: Profile | None =
         else Profile(int(os.environ.get("ROR_ANONYMOUS_PROFILE", "0")))
     )
     install_error_handlers(app)
+    install_auth(app, tokens or TokenService(oidc=OidcConfig.from_env()))
+    app.include_router(oauth_router)
     app.include_router(fhir_router(), prefix="/fhir")
 
     @app.get("/health", include_in_schema=False)

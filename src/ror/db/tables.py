@@ -223,3 +223,36 @@ import_run = Table(
     Column("errors", Integer, nullable=False, default=0),
     Column("report", Text),
 )
+
+# --- access: API clients and audit (migration 0002) -----------------------------------------------------------
+api_client = Table(
+    "api_client",
+    metadata,
+    Column("pk", PK, primary_key=True, autoincrement=True),
+    Column("client_id", String(64), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("profile", Integer, nullable=False),
+    Column("feeds", Text, nullable=False, default="[]"),  # JSON list of FINESS EG the client may write
+    Column("secret_hash", String(200), nullable=False),
+    Column("active", Boolean, nullable=False, default=True),
+    Column("created", DateTime, nullable=False),
+    Column("rotated", DateTime),
+)
+
+audit_event = Table(
+    "audit_event",
+    metadata,
+    Column("pk", PK, primary_key=True, autoincrement=True),
+    Column("recorded", DateTime, nullable=False),
+    Column("actor_type", String(16), nullable=False),  # client | person | system | anonymous
+    Column("actor_id", String(200)),
+    Column("action", String(32), nullable=False),  # create | update | patch | delete | token | denied | login
+    Column("outcome", String(16), nullable=False),  # success | denied | error
+    Column("res_type", String(40)),
+    Column("res_id", String(64)),
+    Column("version_id", Integer),
+    Column("remote_addr", String(64)),
+    Column("detail", Text),
+)
+Index("ix_audit_event_recorded", audit_event.c.recorded)
+Index("ix_audit_event_resource", audit_event.c.res_type, audit_event.c.res_id)

@@ -13,9 +13,12 @@ from ror.fhir.common import services
 
 
 def caller_profile(request: Request) -> Profile:
-    """The caller's access profile. Until a bearer token says otherwise, a caller is anonymous and gets the
-    instance's anonymous profile (0, open data, unless configured)."""
-    return getattr(request.state, "profile", None) or request.app.state.anonymous_profile
+    """The caller's access profile: from the bearer token, else the instance's anonymous profile (0, open data,
+    unless configured)."""
+    caller = getattr(request.state, "caller", None)
+    if caller is None or caller.kind == "anonymous":
+        return request.app.state.anonymous_profile
+    return caller.profile
 
 
 def filtered_contents(

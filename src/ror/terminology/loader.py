@@ -301,7 +301,7 @@ def read_capacity_csv(path: Path, systems: dict[str, CodeSystemDoc], source: str
     with path.open(encoding="utf-8", newline="") as fh:
         for row in csv.DictReader(fh, delimiter=";"):
             vs = _capacity_value_set(sets, row, source)
-            tre = canonical_url(nos(row["tre"].strip()))
+            tre = nos(row["tre"].strip())
             if _capacity_member(row, systems.get(tre)):
                 _include_for(vs, tre).append((row["code"].strip(), row["libelle"].strip() or None))
     return list(sets.values())
@@ -327,9 +327,9 @@ def _include_for(vs: ValueSetDoc, system: str) -> list[tuple[str, str | None]]:
     for inc in vs.includes:
         if inc.system == system and inc.concepts is not None:
             return inc.concepts
-    vs.includes.append(Include(system, []))
-    concepts = vs.includes[-1].concepts
-    return concepts if concepts is not None else []
+    concepts: list[tuple[str, str | None]] = []
+    vs.includes.append(Include(system, concepts))
+    return concepts
 
 
 # --- assembly -----------------------------------------------------------------------------------------------------

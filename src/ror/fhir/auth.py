@@ -1,0 +1,107 @@
+"""HTTP authentication: the OAuth2 client-credentials token endpoint and the bearer-token middleware.
+
+Third-party programs: `POST /oauth/token` with `grant_type=client_credentials` and the client id/secret (form
+fields or HTTP Basic) → `{"access_token", "token_type": "Bearer", "expires_in"}`; then
+`Authorization: Bearer <token>` on every FHIR request. No token = anonymous (the instance's anonymous profile)."""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from ror.access import audit
+from ror.access.clients import ClientRegistry
+from ror.access.tokens import ANONYMOUS, Caller, TokenError, TokenService
+from ror.errors import Issue
+from ror.fhir.responses import outcome_response
+
+router = APIRouter()
+TOKEN_RATE = (20, 60.0)  # at most 20 token requests per client or address per minute
+
+
+class RateLimiter:
+    """A sliding-window limiter kept in memory (per process)."""
+
+    def __init__(self, limit: int, window_s: float) -> None:
+        self.limit, self.window = limit, window_s
+        self.hits: dict[str, deque[float]] = defaultdict(deque)
+
+    def allow(self, key: str, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        q = self.hits[key]
+        while q and q[0] <= now - self.window:
+            q.popleft()
+        if len(q) >= self.limit:
+            return False
+        q.append(now)
+        return True
+
+
+def _oauth_error(status: int, error: str, description: str) -> JSONResponse:
+    headers = {"Cache-Control": "no-store"}
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Basic realm="ror"'
+    return JSONResponse({"error": error, "error_description": description}, status_code=status, headers=headers)
+
+
+@router.post("/oauth/token", tags=["auth"], summary="OAuth2 client credentials → bearer token")
+async def token(request: Request) -> JSONResponse:
+    form = await request.form()
+    client_id, secret = form.get("client_id"), form.get("client_secret")
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("basic "):
+        try:
+            client_id, _, secret = base64.b64decode(auth[6:]).decode().partition(":")
+        except Exception:
+            return _oauth_error(400, "invalid_request", "malformed Basic authorization header")
+    if form.get("grant_type") != "client_credentials":
+        return _oauth_error(400, "unsupported_grant_type", "only grant_type=client_credentials is supported")
+    if not isinstance(client_id, str) or not isinstance(secret, str) or not client_id or not secret:
+        return _oauth_error(400, "invalid_request", "client_id and client_secret are required")
+    remote = request.client.host if request.client else "?"
+    limiter: RateLimiter = request.app.state.token_limiter
+    if not limiter.allow(f"id:{client_id}") or not limiter.allow(f"ip:{remote}"):
+        return _oauth_error(429, "slow_down", "too many token requests; retry in a minute")
+    engine = request.app.state.services.engine
+    client = ClientRegistry(engine).authenticate(client_id, secret)
+    if client is None:
+        audit.record(
+            engine, actor_type="client", actor_id=client_id, action="token", outcome="denied", remote_addr=remote
+        )
+        return _oauth_error(401, "invalid_client", "unknown client, wrong secret or disabled client")
+    access_token, expires = request.app.state.tokens.issue(client)
+    return JSONResponse(
+        {"access_token": access_token, "token_type": "Bearer", "expires_in": expires},
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def install_auth(app: object, tokens: TokenService) -> None:
+    """Bearer-token middleware: sets request.state.caller; a bad token is a 401 OperationOutcome."""
+    app.state.tokens = tokens  # type: ignore[attr-defined]
+    app.state.token_limiter = RateLimiter(*TOKEN_RATE)  # type: ignore[attr-defined]
+
+    @app.middleware("http")  # type: ignore[attr-defined]
+    async def authenticate(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        auth = request.headers.get("authorization", "")
+        caller: Caller = ANONYMOUS
+        if auth.lower().startswith("bearer "):
+            try:
+                caller = tokens.verify(auth[7:].strip())
+            except TokenError as exc:
+                return outcome_response(
+                    401,
+                    [Issue("error", "login", f"bearer token rejected: {exc}")],
+                    headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+                )
+        request.state.caller = caller
+        response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        return response
