@@ -40,7 +40,7 @@ def timed(fn: Callable[[], Any], repeat: int) -> list[float]:
 def percentiles(samples: list[float]) -> tuple[float, float]:
     s = sorted(samples)
     p50 = statistics.median(s)
-    p95 = s[min(len(s) - 1, int(round(0.95 * (len(s) - 1))))]
+    p95 = s[min(len(s) - 1, round(0.95 * (len(s) - 1)))]
     return p50, p95
 
 

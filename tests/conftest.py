@@ -15,10 +15,10 @@ from sqlalchemy import Engine, text
 from ror.config import _default_reference_dir
 from ror.db import migrate
 from ror.db.engine import is_sqlite, make_engine, normalise_url
-from ror.db.tables import INDEX_TABLES, import_run, resource, resource_version
+from ror.db.tables import INDEX_TABLES, capacity, capacity_event, import_run, resource, resource_version
 from ror.store import ResourceStore
 
-STORE_TABLES = [*INDEX_TABLES, resource_version, resource, import_run]
+STORE_TABLES = [*INDEX_TABLES, capacity, capacity_event, resource_version, resource, import_run]
 
 
 def _postgres_engine(url: str) -> Engine:
@@ -57,8 +57,13 @@ def truncate_store(engine: Engine) -> None:
 
 @pytest.fixture
 def store(engine: Engine) -> ResourceStore:
+    """A store on an emptied database, with the capacity projection installed (as in the running server)."""
+    from ror.capacity import projection
+
     truncate_store(engine)
-    return ResourceStore(engine)
+    s = ResourceStore(engine)
+    projection.install(s)
+    return s
 
 
 @pytest.fixture(scope="session")

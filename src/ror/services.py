@@ -7,6 +7,7 @@ from functools import cached_property
 
 from sqlalchemy import Engine
 
+from ror.capacity import projection as capacity_projection
 from ror.geo.service import Geography
 from ror.search.registry import Registry, default_registry
 from ror.store import ResourceStore
@@ -31,4 +32,6 @@ class Services:
 
     @cached_property
     def store(self) -> ResourceStore:
-        return ResourceStore(self.engine, self.registry, region_of=self.geography.region_of_commune)
+        store = ResourceStore(self.engine, self.registry, region_of=self.geography.region_of_commune)
+        capacity_projection.install(store)
+        return store

@@ -256,3 +256,51 @@ audit_event = Table(
 )
 Index("ix_audit_event_recorded", audit_event.c.recorded)
 Index("ix_audit_event_resource", audit_event.c.res_type, audit_event.c.res_id)
+
+# --- capacity projection and events (migration 0003) -----------------------------------------------------------
+_KEY_COLUMNS = (
+    "nature",
+    "status",
+    "temporality",
+    "gender",
+    "closing_type",
+    "additional_bed_type",
+    "crisis_type",
+    "temporary_assignment",
+)
+
+capacity = Table(
+    "capacity",
+    metadata,
+    Column("location_pk", PK, ForeignKey("resource.pk", ondelete="CASCADE"), nullable=False),
+    Column("location_id", String(64), nullable=False),
+    *[Column(name, String(4), nullable=False, default="") for name in _KEY_COLUMNS],  # '' = not given
+    Column("nb", Integer, nullable=False),
+    Column("source_type", String(4), nullable=False),
+    Column("updated_at", DateTime, nullable=False),  # capacityUpdateDate (source system), UTC
+    Column("received_at", DateTime, nullable=False),  # when we accepted it
+    Column("version_id", Integer, nullable=False),  # Location version that carries it
+    Column("region", String(3)),
+    Column("departement", String(3)),
+    PrimaryKeyConstraint("location_pk", *_KEY_COLUMNS, name="pk_capacity"),
+)
+Index("ix_capacity_status", capacity.c.status, capacity.c.temporality, capacity.c.nature)
+Index("ix_capacity_territory", capacity.c.region, capacity.c.departement)
+
+capacity_event = Table(
+    "capacity_event",
+    metadata,
+    Column("pk", PK, primary_key=True, autoincrement=True),
+    Column("location_pk", PK, ForeignKey("resource.pk", ondelete="CASCADE"), nullable=False),
+    Column("location_id", String(64), nullable=False),
+    *[Column(name, String(4), nullable=False, default="") for name in _KEY_COLUMNS],
+    Column("nb_before", Integer),  # None: the indicator did not exist
+    Column("nb_after", Integer),  # None: the indicator was removed
+    Column("source_type", String(4)),
+    Column("updated_at", DateTime),
+    Column("received_at", DateTime, nullable=False),
+    Column("version_id", Integer, nullable=False),
+    Column("actor", String(200)),
+)
+Index("ix_capacity_event_location", capacity_event.c.location_pk, capacity_event.c.received_at)
+Index("ix_capacity_event_received", capacity_event.c.received_at)

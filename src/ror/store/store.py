@@ -40,6 +40,24 @@ RegionOf = Callable[[str], str | None]  # commune INSEE code -> region code
 
 
 @dataclass(frozen=True)
+class WriteEvent:
+    """One accepted write, given to observers inside the writing transaction (projections stay consistent)."""
+
+    res_type: str
+    res_id: str
+    pk: int
+    version_id: int
+    at: datetime
+    previous: str | None  # content of the previous current version (None on creation or after a deletion)
+    current: str | None  # new content (None on deletion)
+    author: str | None
+    region: str | None
+
+
+Observer = Callable[[Connection, list[WriteEvent]], None]
+
+
+@dataclass(frozen=True)
 class Stored:
     res_type: str
     res_id: str
@@ -82,6 +100,7 @@ class _Pending:
     hash: str
     content: str
     deleted: bool
+    previous: str | None = None
     rows: IndexRows = field(default_factory=IndexRows)
 
 
@@ -104,6 +123,19 @@ class ResourceStore:
         self.registry = registry or default_registry()
         self.region_of = region_of
         self._sqlite = is_sqlite(engine)
+        self.observers: dict[str, list[Observer]] = {}
+
+    def observe(self, res_type: str, observer: Observer) -> None:
+        """Call `observer(conn, events)` in the transaction of every write of `res_type`."""
+        self.observers.setdefault(res_type, []).append(observer)
+
+    def _notify(self, c: Connection, events: list[WriteEvent]) -> None:
+        by_type: dict[str, list[WriteEvent]] = {}
+        for e in events:
+            by_type.setdefault(e.res_type, []).append(e)
+        for rt, evs in by_type.items():
+            for obs in self.observers.get(rt, []):
+                obs(c, evs)
 
     # -- transactions ------------------------------------------------------------------------------------------
     @contextmanager
@@ -285,6 +317,7 @@ class ResourceStore:
                     content=marker,
                 )
             )
+            self._notify(c, [WriteEvent(res_type, res_id, cur.pk, vid, now, cur.content, None, author, cur.region)])
             return Stored(res_type, res_id, vid, now, True, marker, "DELETE")
 
     def bulk_upsert(
@@ -369,6 +402,7 @@ class ResourceStore:
         previous_region: str | None,
         pk: int | None,
         hash_: str,
+        previous: str | None = None,
     ) -> _Pending:
         region = self._region(res, previous_region)
         final = finalise(res, res_id=res_id, version_id=version_id, last_updated=now, region=region, created=created)
@@ -382,6 +416,7 @@ class ResourceStore:
             hash=hash_,
             content=dumps(final),
             deleted=False,
+            previous=previous,
             rows=extract(self.registry, final),
         )
 
@@ -415,8 +450,9 @@ class ResourceStore:
                 return Stored(res_type, res_id, cur.version_id, row, False, cur.content, method)
         created = self._kept_creation_date(cur, res)
         vid = (cur.version_id + 1) if cur is not None else 1
+        previous = cur.content if cur is not None and not cur.deleted else None
         p = self._prepare(
-            res, res_type, res_id, vid, now, created, cur.region if cur else None, cur.pk if cur else None, h
+            res, res_type, res_id, vid, now, created, cur.region if cur else None, cur.pk if cur else None, h, previous
         )
         self._persist(c, [p], author=author, method=method)
         return Stored(res_type, res_id, vid, now, False, p.content, method)
@@ -470,6 +506,7 @@ class ResourceStore:
                     cur.region if cur else None,
                     cur.pk if cur else None,
                     h,
+                    cur.content if cur is not None and not cur.deleted else None,
                 )
             )
             if cur is None:
@@ -545,6 +582,17 @@ class ResourceStore:
             ],
         )
         self._insert_indexes(c, pending)
+        if any(p.res_type in self.observers for p in pending):
+            self._notify(
+                c,
+                [
+                    WriteEvent(
+                        p.res_type, p.res_id, p.pk, p.version_id, p.created, p.previous, p.content, author, p.region
+                    )
+                    for p in pending
+                    if p.pk is not None
+                ],
+            )
 
     def _insert_indexes(self, c: Connection, pending: Iterable[_Pending]) -> None:
         buckets: dict[Any, list[dict[str, Any]]] = {
@@ -589,4 +637,4 @@ def _resource_type(res: Any) -> str:
     return rt
 
 
-__all__ = ["ResourceStore", "Stored", "UpsertCounts", "parse_etag"]
+__all__ = ["Observer", "ResourceStore", "Stored", "UpsertCounts", "WriteEvent", "parse_etag"]
