@@ -8,6 +8,7 @@ from functools import cached_property
 from sqlalchemy import Engine
 
 from ror.capacity import projection as capacity_projection
+from ror.capacity.service import CapacityService
 from ror.geo.service import Geography
 from ror.search.registry import Registry, default_registry
 from ror.store import ResourceStore
@@ -29,6 +30,10 @@ class Services:
     @cached_property
     def terminology(self) -> Terminology:
         return Terminology(self.engine)
+
+    @cached_property
+    def capacity(self) -> CapacityService:
+        return CapacityService(self.store, self.terminology)
 
     @cached_property
     def store(self) -> ResourceStore:

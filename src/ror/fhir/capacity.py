@@ -1,0 +1,68 @@
+"""Capacity writes over HTTP: PATCH Location/{id} and the feeders' conditional PATCH
+Location?identifier=<idNatStruct EG>/<idExterneSynchro> (also under /ws-synchro-dispo-lits-fhir, the national
+path), body = FHIRPath Patch Parameters (docs/capacity.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+
+from ror.access.tokens import ANONYMOUS
+from ror.errors import InvalidRequest, Issue
+from ror.fhir.common import http_date, services
+from ror.fhir.read import _visible
+from ror.fhir.responses import FhirResponse, operation_outcome
+from ror.store.store import parse_etag
+
+router = APIRouter()
+MAX_BODY = 1_000_000
+
+
+async def read_json(request: Request) -> Any:
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise InvalidRequest(f"body larger than {MAX_BODY} bytes", status=413, code="too-costly")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"the body is not valid JSON: {exc}", expression="body") from exc
+
+
+async def _patch(request: Request, location_id: str | None, identifier: str | None) -> FhirResponse:
+    body = await read_json(request)
+    caller = getattr(request.state, "caller", ANONYMOUS)
+    result = services(request).capacity.patch(
+        caller,
+        body,
+        location_id=location_id,
+        identifier=identifier,
+        if_match=parse_etag(request.headers.get("if-match")),
+        remote_addr=request.client.host if request.client else None,
+    )
+    headers = {
+        "ETag": result.stored.etag,
+        "Last-Modified": http_date(result.stored.last_updated),
+        "Location": f"Location/{result.stored.res_id}/_history/{result.stored.version_id}",
+    }
+    if "return=operationoutcome" in request.headers.get("prefer", "").lower().replace(" ", ""):
+        issues = result.warnings or [Issue("information", "informational", "capacity updated")]
+        return FhirResponse(operation_outcome(issues), headers=headers)
+    return FhirResponse(_visible(request, result.stored).encode(), headers=headers)
+
+
+@router.patch("/fhir/Location/{location_id}")
+async def patch_location(location_id: str, request: Request) -> FhirResponse:
+    return await _patch(request, location_id, None)
+
+
+@router.patch("/fhir/Location")
+@router.patch("/ws-synchro-dispo-lits-fhir/Location")
+async def patch_location_by_identifier(request: Request) -> FhirResponse:
+    identifier = request.query_params.get("identifier")
+    if not identifier:
+        raise InvalidRequest(
+            "conditional PATCH needs ?identifier=<idNatStruct EG>/<idExterneSynchro>", expression="identifier"
+        )
+    return await _patch(request, None, identifier)

@@ -1,0 +1,205 @@
+"""The feeders' capacity PATCH protocol over HTTP (docs/ror-fhir-api.md §3.4)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, select
+
+from ror.access.clients import ClientRegistry
+from ror.access.tokens import TokenService
+from ror.capacity.patch import CAP_PATH
+from ror.db.tables import api_client, audit_event, capacity, capacity_event
+from ror.directory import ids
+from ror.server import create_app
+from ror.store import ResourceStore
+from ror.terminology.loader import load_nos
+from tests.search_fixtures import capacity as cap
+from tests.search_fixtures import location, org
+
+KEY = "patch-test-key-0123456789-abcdefghijklmnopqr"
+FINESS = "350000741"
+NAT = "1" + FINESS
+
+
+@pytest.fixture(scope="module")
+def nos(engine: Engine, reference_dir: Path) -> None:
+    load_nos(engine, reference_dir / "nos")
+
+
+def selector(**codes: str) -> str:
+    conds = "".join(
+        f" and extension.where(url='{url}' and valueCodeableConcept.coding[0].code='{code}')"
+        for url, code in codes.items()
+    )
+    return f"Location.extension.where(url='{ids.EXT_CAPACITY}'{conds})"
+
+
+def body(op: str, path: str, ext: dict[str, Any] | None = None, nb: int | None = None) -> dict[str, Any]:
+    parts: list[dict[str, Any]] = [{"name": "type", "valueString": op}, {"name": "path", "valueString": path}]
+    if ext is not None:
+        parts.append({"name": "value", "part": [{"extension": [ext]}]})
+    if nb is not None:
+        parts.append({"name": "value", "valueInteger": nb})
+    return {"resourceType": "Parameters", "parameter": [{"name": "operation", "part": parts}]}
+
+
+AVAILABLE_F = {
+    "capacityType": "01",
+    "capacityStatus": "02",
+    "temporalityCapacity": "01",
+    "genderCapacityAvailable": "01",
+    "temporaryAssignement": "01",
+}
+
+
+@pytest.fixture
+def http(store: ResourceStore, engine: Engine, nos: None) -> Iterator[tuple[TestClient, dict[str, str]]]:
+    eg = org("eg-" + FINESS, "CHU Pontchaillou", finess=FINESS)
+    eg["identifier"].append({"system": ids.ID_NAT_STRUCT, "value": NAT})
+    loc = location(
+        "loc-rea",
+        "Réanimation",
+        48.12,
+        -1.69,
+        "35238",
+        "35033",
+        [cap("01", 20), cap("02", 3, gender="01")],
+        org_id="eg-" + FINESS,
+    )
+    loc["identifier"] = [{"type": {"coding": [{"system": ids.TRE_R354, "code": "26"}]}, "value": "REA1"}]
+    other = location("loc-other", "Autre", 48.12, -1.69, "35238", "35033", [cap("01", 5)], org_id="eg-999999999")
+    store.bulk_upsert([eg, loc, other])
+    with engine.begin() as c:
+        c.execute(api_client.delete())
+        c.execute(audit_event.delete())
+    creds = ClientRegistry(engine).add("GAM CHU", 2, [FINESS])
+    with TestClient(create_app(engine, tokens=TokenService(KEY))) as client:
+        tok = client.post(
+            "/oauth/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": creds.client.client_id,
+                "client_secret": creds.secret,
+            },
+        ).json()["access_token"]
+        yield client, {"Authorization": f"Bearer {tok}", "Content-Type": "application/fhir+json"}
+
+
+def test_replace_then_404_then_add(http, engine: Engine) -> None:
+    client, h = http
+    r = client.patch(
+        f"/fhir/Location?identifier={NAT}/REA1",
+        json=body("replace", selector(**AVAILABLE_F), cap("02", 1, gender="01")),
+        headers=h,
+    )
+    assert r.status_code == 200, r.text
+    assert r.headers["etag"] == 'W/"2"' and "last-modified" in r.headers
+    # read-after-write: the next search sees it
+    found = client.get(
+        "/fhir/Location",
+        params={"capacity-status": "02", "gender-capacity-available": "01", "nb-capacity": "1"},
+        headers=h,
+    ).json()
+    assert [e["resource"]["id"] for e in found.get("entry", [])] == ["loc-rea"]
+    male = {**AVAILABLE_F, "genderCapacityAvailable": "02"}
+    r = client.patch(
+        f"/fhir/Location?identifier={NAT}/REA1",
+        json=body("replace", selector(**male), cap("02", 4, gender="02")),
+        headers=h,
+    )
+    assert r.status_code == 404
+    assert r.json()["issue"][0]["code"] == "not-found" and r.json()["issue"][0]["expression"] == [CAP_PATH]
+    r = client.patch(
+        f"/ws-synchro-dispo-lits-fhir/Location?identifier={NAT}/REA1",
+        json=body("add", "Location", cap("02", 4, gender="02")),
+        headers=h,
+    )
+    assert r.status_code == 200 and r.headers["etag"] == 'W/"3"'
+    with engine.connect() as c:
+        rows = c.execute(select(capacity.c.gender, capacity.c.nb).where(capacity.c.status == "02")).all()
+        events = c.execute(
+            select(capacity_event.c.nb_before, capacity_event.c.nb_after)
+            .where(capacity_event.c.status == "02")
+            .order_by(capacity_event.c.pk)
+        ).all()
+    assert sorted(rows) == [("01", 1), ("02", 4)]
+    assert events[-2:] == [(3, 1), (None, 4)]
+
+
+def test_nb_only_replace_and_if_match(http) -> None:
+    client, h = http
+    path = selector(**AVAILABLE_F) + ".extension.where(url='nbCapacity')"
+    r = client.patch("/fhir/Location/loc-rea", json=body("replace", path, nb=0), headers={**h, "If-Match": 'W/"9"'})
+    assert r.status_code == 412
+    r = client.patch("/fhir/Location/loc-rea", json=body("replace", path, nb=0), headers={**h, "If-Match": 'W/"1"'})
+    assert r.status_code == 200
+    loc = client.get("/fhir/Location/loc-rea", headers=h).json()
+    nbs = [
+        s["valueInteger"]
+        for e in loc["extension"]
+        if e["url"] == ids.EXT_CAPACITY
+        for s in e["extension"]
+        if s["url"] == "nbCapacity"
+    ]
+    assert sorted(nbs) == [0, 20]
+
+
+def test_errors(http, store: ResourceStore, engine: Engine) -> None:
+    client, h = http
+    r = client.patch(f"/fhir/Location?identifier={NAT}/NOPE", json=body("add", "Location", cap("03", 2)), headers=h)
+    assert r.status_code == 404 and r.json()["issue"][0]["expression"] == ["Location"]
+    # invalid combination: gender on installed
+    r = client.patch("/fhir/Location/loc-rea", json=body("add", "Location", cap("01", 2, gender="01")), headers=h)
+    assert r.status_code == 400 and r.json()["issue"][0]["code"] == "business-rule"
+    # deprecated gender 03 Indifférencié
+    r = client.patch("/fhir/Location/loc-rea", json=body("add", "Location", cap("02", 2, gender="03")), headers=h)
+    assert r.status_code == 400 and "deprecated" in r.text
+    # duplicate key
+    r = client.patch("/fhir/Location/loc-rea", json=body("add", "Location", cap("01", 2)), headers=h)
+    assert r.status_code == 400 and "same key" in r.text
+    # not JSON, not Parameters
+    r = client.patch("/fhir/Location/loc-rea", content=b"{oops", headers=h)
+    assert r.status_code == 400 and r.json()["resourceType"] == "OperationOutcome"
+    r = client.patch("/fhir/Location/loc-rea", json={"resourceType": "Patient"}, headers=h)
+    assert r.status_code == 400
+    # rights: anonymous 401, other establishment 403 (audited)
+    r = client.patch("/fhir/Location/loc-rea", json=body("add", "Location", cap("03", 2)))
+    assert r.status_code == 401
+    r = client.patch("/fhir/Location/loc-other", json=body("add", "Location", cap("03", 2)), headers=h)
+    assert r.status_code == 403 and r.json()["issue"][0]["code"] == "forbidden"
+    with engine.connect() as c:
+        outcomes = c.execute(select(audit_event.c.outcome).where(audit_event.c.res_id == "loc-other")).scalars().all()
+    assert outcomes == ["denied"]
+    # duplicated external id → 412 multiple-matches
+    dup = store.read("Location", "loc-other").resource()
+    dup["identifier"] = [{"type": {"coding": [{"system": ids.TRE_R354, "code": "26"}]}, "value": "REA1"}]
+    dup["managingOrganization"] = {"reference": f"Organization/eg-{FINESS}"}
+    store.update("Location", "loc-other", dup)
+    r = client.patch(f"/fhir/Location?identifier={NAT}/REA1", json=body("add", "Location", cap("03", 2)), headers=h)
+    assert r.status_code == 412 and r.json()["issue"][0]["code"] == "multiple-matches"
+
+
+def test_full_replace_and_warnings(http) -> None:
+    client, h = http
+    full = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {
+                "name": "operation",
+                "part": [
+                    {"name": "type", "valueString": "replace"},
+                    {"name": "path", "valueString": f"Location.extension.where(url='{ids.EXT_CAPACITY}')"},
+                    {"name": "value", "part": [{"extension": [cap("01", 10), cap("02", 12, gender="04")]}]},
+                ],
+            }
+        ],
+    }
+    r = client.patch("/fhir/Location/loc-rea", json=full, headers={**h, "Prefer": "return=OperationOutcome"})
+    assert r.status_code == 200
+    diags = [i["diagnostics"] for i in r.json()["issue"]]
+    assert any("available (12) > installed (10)" in d for d in diags)
