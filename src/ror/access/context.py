@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, exists, not_, or_, select, true
+from sqlalchemy import ColumnElement, Connection, and_, not_, or_, select, true
 from sqlalchemy.sql.selectable import FromClause
 
 from ror.access.policy import CHAMP_MEDICO_SOCIAL, Context
@@ -100,40 +100,34 @@ def _merge(
         out[pk] = Context(cur.sensitive or (s and sensitive), cur.medico_social or ms)
 
 
-def _sensitive_offer(hs_pk: Any) -> ColumnElement[bool]:
+def _sensitive_offers() -> Any:
     t = idx_token.alias()
-    return exists().where(
-        t.c.resource_pk == hs_pk,
-        t.c.res_type == "HealthcareService",
-        t.c.param == SENSITIVE[0],
-        t.c.code == SENSITIVE[1],
+    return select(t.c.resource_pk).where(
+        t.c.res_type == "HealthcareService", t.c.param == SENSITIVE[0], t.c.code == SENSITIVE[1]
     )
 
 
 def hide_sensitive(outer: FromClause, res_type: str) -> ColumnElement[bool]:
-    """SQL condition: the resource is not (attached to) a sensitive unit."""
+    """SQL condition: the resource is not (attached to) a sensitive unit. Uncorrelated `NOT IN` sub-selects (the
+    hidden set is computed once); NULL targets are excluded so that NOT IN never turns unknown."""
     if res_type == "HealthcareService":
-        return not_(_sensitive_offer(outer.c.pk))
+        return not_(outer.c.pk.in_(_sensitive_offers()))
     r = idx_reference.alias()
     if res_type == "Location":
-        return not_(
-            exists().where(
-                r.c.res_type == "HealthcareService",
-                r.c.param == "location",
-                r.c.target_type == "Location",
-                r.c.target_id == outer.c.res_id,
-                _sensitive_offer(r.c.resource_pk),
-            )
+        hidden = select(r.c.target_id).where(
+            r.c.res_type == "HealthcareService",
+            r.c.param == "location",
+            r.c.target_type == "Location",
+            r.c.target_id.is_not(None),
+            r.c.resource_pk.in_(_sensitive_offers()),
         )
+        return not_(outer.c.res_id.in_(hidden))
     if res_type == "PractitionerRole":
         hs = resource.alias()
-        return not_(
-            exists().where(
-                r.c.resource_pk == outer.c.pk,
-                r.c.param == "service",
-                hs.c.res_type == "HealthcareService",
-                hs.c.res_id == r.c.target_id,
-                _sensitive_offer(hs.c.pk),
-            )
+        hidden = (
+            select(r.c.resource_pk)
+            .select_from(r.join(hs, and_(hs.c.res_type == "HealthcareService", hs.c.res_id == r.c.target_id)))
+            .where(r.c.res_type == "PractitionerRole", r.c.param == "service", hs.c.pk.in_(_sensitive_offers()))
         )
+        return not_(outer.c.pk.in_(hidden))
     return true()

@@ -72,7 +72,8 @@ def _index_table(name: str, *cols: Column) -> Table:
         Column("grp", Integer),
         *cols,
     )
-    Index(f"ix_{name}_pk", t.c.resource_pk)
+    # (resource_pk, param): the correlated EXISTS of a search probes one resource's rows (migration 0004)
+    Index(f"ix_{name}_pk", t.c.resource_pk, t.c.param)
     return t
 
 
@@ -82,7 +83,14 @@ idx_token = _index_table(
     Column("code", String(255)),
     Column("text", String(500)),  # display / text, normalised, for :text
 )
-Index("ix_idx_token_lookup", idx_token.c.res_type, idx_token.c.param, idx_token.c.code, idx_token.c.system)
+Index(
+    "ix_idx_token_lookup",
+    idx_token.c.res_type,
+    idx_token.c.param,
+    idx_token.c.code,
+    idx_token.c.system,
+    idx_token.c.resource_pk,
+)
 
 idx_string = _index_table(
     "idx_string",

@@ -48,6 +48,7 @@ def fhir_router() -> APIRouter:
                 interactions=INTERACTIONS,
                 search_includes=INCLUDES,
                 search_revincludes=REVINCLUDES,
+                extra_interactions={"Location": ("patch",)},
             )
         )
 

@@ -28,13 +28,14 @@ def capability_statement(
     search_revincludes: dict[str, list[str]] | None = None,
     search_params: bool = True,
     operations: list[dict[str, str]] | None = None,
+    extra_interactions: dict[str, tuple[str, ...]] | None = None,
 ) -> dict[str, Any]:
     resources = []
     for rt in RESOURCE_TYPES:
         entry: dict[str, Any] = {
             "type": rt,
             "profile": f"{IG_CANONICAL}/StructureDefinition/{PROFILES[rt]}",
-            "interaction": [{"code": i} for i in interactions],
+            "interaction": [{"code": i} for i in (*interactions, *(extra_interactions or {}).get(rt, ()))],
             "versioning": "versioned",
             "readHistory": True,
             "updateCreate": True,

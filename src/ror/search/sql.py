@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, false, not_, or_, select, true
+from sqlalchemy import ColumnElement, and_, false, not_, or_, select, true
 from sqlalchemy.sql.selectable import FromClause
 
 from ror.db.tables import (
@@ -105,12 +105,14 @@ class Compiler:
             return self._near(c, outer)
         table = TABLES[c.type].alias()
         param_name = "identifier:of-type" if c.modifier == "of-type" else c.name
-        base = and_(table.c.resource_pk == outer.c.pk, table.c.res_type == res_type, table.c.param == param_name)
+        base = and_(table.c.res_type == res_type, table.c.param == param_name)
+        # `pk IN (uncorrelated sub-select)`: the database computes the matching set once (index scan) and probes
+        # it per candidate — robust on both engines, where a correlated EXISTS can degrade to O(n²) on SQLite.
         if c.modifier == "missing":
-            present = exists().where(base)
+            present = outer.c.pk.in_(select(table.c.resource_pk).where(base))
             return not_(present) if c.values[0].raw == "true" else present
         value_cond = or_(*[self._value_cond(c, v, table) for v in c.values])
-        matched = exists().where(and_(base, value_cond))
+        matched = outer.c.pk.in_(select(table.c.resource_pk).where(base, value_cond))
         return not_(matched) if c.modifier == "not" else matched
 
     def _value_cond(self, c: Criterion, v: Value, t: FromClause) -> ColumnElement[bool]:
@@ -227,17 +229,18 @@ class Compiler:
         lat, lon, km = float(lat_s), float(lon_s), float(km_s)
         g = idx_geo.alias()
         min_lat, max_lat, min_lon, max_lon = bounding_box(lat, lon, km)
-        return exists().where(
-            g.c.resource_pk == outer.c.pk,
-            g.c.lat.between(min_lat, max_lat),
-            g.c.lon.between(min_lon, max_lon),
-            distance_sql(lat, lon, g.c.lat, g.c.lon, self.sqlite) <= km,
+        return outer.c.pk.in_(
+            select(g.c.resource_pk).where(
+                g.c.lat.between(min_lat, max_lat),
+                g.c.lon.between(min_lon, max_lon),
+                distance_sql(lat, lon, g.c.lat, g.c.lon, self.sqlite) <= km,
+            )
         )
 
     def _group_exists(self, crits: list[Criterion], outer: FromClause, res_type: str) -> ColumnElement[bool]:
         aliases = [TABLES[c.type].alias() for c in crits]
         first = aliases[0]
-        conds: list[ColumnElement[bool]] = [first.c.resource_pk == outer.c.pk]
+        conds: list[ColumnElement[bool]] = []
         for c, a in zip(crits, aliases, strict=True):
             if a is not first:
                 conds += [a.c.resource_pk == first.c.resource_pk, a.c.grp == first.c.grp]
@@ -246,7 +249,7 @@ class Compiler:
                 a.c.param == c.name,
                 or_(*[self._value_cond(c, v, a) for v in c.values]),
             ]
-        return select(true()).select_from(*aliases).where(*conds).exists()
+        return outer.c.pk.in_(select(first.c.resource_pk).select_from(*aliases).where(*conds))
 
     # -- chains ------------------------------------------------------------------------------------------------
     def _targets(self, chain: Chain) -> Any:
@@ -273,28 +276,27 @@ class Compiler:
 
     def _chain(self, chain: Chain, outer: FromClause, res_type: str) -> ColumnElement[bool]:
         r = idx_reference.alias()
-        return exists().where(
-            r.c.resource_pk == outer.c.pk,
-            r.c.res_type == res_type,
-            r.c.param == chain.ref.code,
-            r.c.target_type == chain.target_type,
-            r.c.target_id.in_(self._targets(chain)),
+        return outer.c.pk.in_(
+            select(r.c.resource_pk).where(
+                r.c.res_type == res_type,
+                r.c.param == chain.ref.code,
+                r.c.target_type == chain.target_type,
+                r.c.target_id.in_(self._targets(chain)),
+            )
         )
 
     def _has(self, has: Has, outer: FromClause, res_type: str) -> ColumnElement[bool]:
         s = resource.alias()
         r = idx_reference.alias()
-        return (
-            select(true())
+        return outer.c.res_id.in_(
+            select(r.c.target_id)
             .select_from(s.join(r, r.c.resource_pk == s.c.pk))
             .where(
                 r.c.res_type == has.source_type,
                 r.c.param == has.ref_code,
                 r.c.target_type == res_type,
-                r.c.target_id == outer.c.res_id,
                 self.where([has.inner], s, has.source_type),
             )
-            .exists()
         )
 
 
