@@ -400,3 +400,47 @@ def test_h_locations(client: TestClient, data: Data) -> None:
         "/fhir/Location?type=R343|005&status=active",
         {k for k, v in locs.items() if "005" in codes(v.get("type"), ids.TRE_R343) and v.get("status") == "active"},
     )
+
+
+@pytest.fixture(scope="module")
+def live_server(engine: Engine, data: Data) -> Iterator[str]:
+    """The app served by a real uvicorn on a free loopback port (a real HTTP client talks to it)."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(engine, anonymous_profile=Profile.ALL), host="127.0.0.1", port=port, log_level="warning"
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(100):
+        if server.started:
+            break
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}/fhir"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_fhirpy_pages_and_follows_includes(live_server: str, data: Data) -> None:
+    from fhirpy import SyncFHIRClient
+
+    client = SyncFHIRClient(live_server)
+    search = client.resources("HealthcareService").include("HealthcareService", "location").limit(50)
+    seen = [r["id"] for r in search.fetch_all()]
+    assert sorted(seen) == sorted(data.all("HealthcareService"))  # every page followed, no duplicates
+    raw = client.resources("HealthcareService").include("HealthcareService", "location").limit(5).fetch_raw()
+    included = {e["resource"]["id"] for e in raw.entry if e["search"]["mode"] == "include"}
+    expected = {loc for e in raw.entry if e["search"]["mode"] == "match" for loc in locations_of(e["resource"])}
+    assert included == expected and included
+    assert client.resources("Location").search(**{"address-postalcode": "35"}).count() == len(
+        [v for v in data.all("Location").values() if str(v.get("address", {}).get("postalCode", "")).startswith("35")]
+    )

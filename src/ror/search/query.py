@@ -24,6 +24,7 @@ RESULT_PARAMS = {
     "_format",
     "_pretty",
     "_cursor",
+    "_totalMethod",
     "_include:iterate",
     "_revinclude:iterate",
     "_include:recurse",
@@ -196,7 +197,8 @@ class QueryParser:
             q.total = value
         elif name == "_cursor":
             q.cursor = value
-        # _format / _pretty: JSON is the only format served; accepted and ignored.
+        # _format / _pretty: JSON is the only format served; _totalMethod (sent by the fhirpy client): the total is
+        # always exact. Accepted and ignored.
 
     def _include(self, res_type: str, name: str, spec: str, reverse: bool, iterate: bool) -> Include:
         if spec == "*":
