@@ -64,7 +64,7 @@ def project(conn: Connection, events: list[WriteEvent]) -> None:
                     "departement": dep,
                 }
             )
-        for key in before.keys() | after.keys():
+        for key in sorted(before.keys() | after.keys()):
             old, new = before.get(key), after.get(key)
             if old is not None and new is not None and old.nb == new.nb and old.update_date == new.update_date:
                 continue
