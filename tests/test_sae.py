@@ -20,7 +20,9 @@ from ror.directory import ids
 from ror.directory.sae import import_sae, insee_commune, insee_departement
 from ror.directory.scope import Scope
 from ror.directory.units import (
+    LABELS,
     STATUS_AVAILABLE,
+    UNIT_TYPES,
     capacity_indicator,
     installed_count,
     is_capacity,
@@ -325,3 +327,14 @@ def test_bretagne_scope_idempotency_and_nos_codes(store: ResourceStore, engine: 
     assert {r["meta"]["versionId"] for r in stored(engine, "Location") + stored(engine, "HealthcareService")} == {"1"}
     seen = assert_nos_codes(reference_dir, locations + services)
     assert (ids.TRE_R211, "127") in seen and (ids.TRE_R213, "28") in seen
+
+
+def test_every_code_the_builders_may_emit_is_official(reference_dir: Path) -> None:
+    """units.LABELS is the whole set of NOS codes the builders can emit (any other code raises KeyError)."""
+    codings = [{"system": s, "code": c, "display": label} for s, codes in LABELS.items() for c, label in codes.items()]
+    seen = assert_nos_codes(reference_dir, [{"id": "units.LABELS", "coding": codings}])
+    assert len(seen) == len(codings)
+    for unit in UNIT_TYPES.values():
+        assert unit.activity in LABELS[ids.TRE_R211] and unit.care_mode in LABELS[ids.TRE_R213]
+        assert unit.field in LABELS[ids.TRE_R227] and unit.place_function in LABELS[ids.TRE_R343]
+        assert unit.category is None or unit.category in LABELS[ids.TRE_R244]

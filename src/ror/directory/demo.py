@@ -18,12 +18,13 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
+from rich.text import Text
 from sqlalchemy import select
 
 from ror.db.tables import resource
@@ -102,6 +103,9 @@ class DemoReport:
     written: UpsertCounts = field(default_factory=UpsertCounts)  # everything the demo wrote, SAE included
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+
+    def __rich__(self) -> Text:
+        return Text(str(self))
 
     def __str__(self) -> str:
         lines = [
@@ -234,10 +238,12 @@ def departement_of(site_: Site) -> str | None:
     code = site_.commune or ""
     if len(code) == 5:
         return code[:3] if code.startswith("97") else code[:2]
-    f = site_.finess
-    if f.startswith("97"):
-        return "97" + f[3]
-    return "976" if f.startswith("9805") else f[:2] or None
+    finess = site_.finess
+    if finess.startswith("97"):
+        return "97" + finess[3]
+    if finess.startswith("9805"):
+        return "976"
+    return finess[:2] or None
 
 
 def _category(org: dict[str, Any]) -> str | None:
@@ -276,24 +282,32 @@ def generate_offers(
     simulator: AvailabilitySimulator,
     report: DemoReport,
 ) -> None:
+    """Offers of the stored EGs of the scope whose category `OFFERS_BY_CATEGORY` knows (FINESS in `skip` aside)."""
     pending: list[dict[str, Any]] = []
     for page in eg_pages(store, scope):
         wanted = [(f, region, org) for f, region, org in page if f not in skip and _category(org) in OFFERS_BY_CATEGORY]
         places = existing_contents(store, "Location", [ids.eg_address_location_id(f) for f, _, _ in wanted])
         for finess, region, org in wanted:
             site_ = site_from_resources(finess, org, places.get(ids.eg_address_location_id(finess)))
-            if site_.region is None:
-                site_ = Site(finess, region, site_.commune, site_.commune_name, site_.address, site_.position)
-            if not scope.accepts(site_.region, departement_of(site_)):
-                continue
-            for key in OFFERS_BY_CATEGORY[_category(org) or ""]:
-                unit = UNIT_TYPES[key]
-                pending += unit_pair(site_, unit, generated_places(seed, finess, unit), simulator)
-                report.generated[key] = report.generated.get(key, 0) + 1
+            site_ = site_ if site_.region else replace(site_, region=region)
+            if scope.accepts(site_.region, departement_of(site_)):
+                keys = OFFERS_BY_CATEGORY[_category(org) or ""]
+                pending += establishment_offers(site_, keys, seed, simulator, report)
         if len(pending) >= BATCH:
             report.written.add(store.bulk_upsert(pending, author=AUTHOR, method="IMPORT"))
             pending = []
     report.written.add(store.bulk_upsert(pending, author=AUTHOR, method="IMPORT"))
+
+
+def establishment_offers(
+    site_: Site, keys: tuple[str, ...], seed: int, simulator: AvailabilitySimulator, report: DemoReport
+) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for key in keys:
+        unit = UNIT_TYPES[key]
+        out += unit_pair(site_, unit, generated_places(seed, site_.finess, unit), simulator)
+        report.generated[key] = report.generated.get(key, 0) + 1
+    return out
 
 
 # --- seed path --------------------------------------------------------------------------------------------------

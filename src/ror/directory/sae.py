@@ -38,6 +38,7 @@ from typing import Any
 
 import orjson
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 from sqlalchemy import insert
 
 from ror.db.tables import import_run
@@ -107,8 +108,6 @@ BED_TABLES = tuple(dict.fromkeys(b.table for b in BED_COLUMNS))
 @dataclass(frozen=True)
 class SaeEstablishment:
     finess: str
-    finess_ej: str
-    name: str
     region: str | None
     departement: str | None
     commune: str | None
@@ -135,6 +134,9 @@ class SaeReport:
     written: UpsertCounts = field(default_factory=UpsertCounts)
     seconds: float = 0.0
     finess: list[str] = field(default_factory=list, repr=False)  # establishments with units
+
+    def __rich__(self) -> Text:
+        return Text(str(self))
 
     def __str__(self) -> str:
         per_type = ", ".join(f"{k} {self.beds[k]} ({self.units_by_type[k]})" for k in sorted(self.beds))
@@ -214,8 +216,6 @@ def read_establishments(folder: Path, year: int, scope: Scope) -> dict[str, SaeE
             continue
         out[fi] = SaeEstablishment(
             finess=fi,
-            finess_ej=row.get("FI_EJ", ""),
-            name=row.get("RS", ""),
             region=region,
             departement=dep,
             commune=insee_commune(row.get("COMINSEE", "")) or None,
