@@ -14,7 +14,7 @@ from sqlalchemy import Engine, func, select
 
 from ror.config import get_settings
 from ror.db import migrate
-from ror.db.database import get_engine, resource_count
+from ror.db.database import analyze, get_engine, resource_count
 from ror.db.tables import code_system, geo_commune
 from ror.directory.scope import Scope
 from ror.errors import RorError
@@ -89,6 +89,7 @@ def import_finess_cmd(
     services = Services(_engine())
     _ensure_geography(services.engine)
     report = import_finess(services.store, src, scope=Scope.parse(scope), geography=services.geography, progress=True)
+    analyze(services.engine)
     console.print(report)
 
 
@@ -102,6 +103,7 @@ def import_sae_cmd(
 
     services = Services(_engine())
     report = import_sae(services.store, _reference("capacity", directory), scope=Scope.parse(scope), progress=True)
+    analyze(services.engine)
     console.print(report)
 
 
@@ -143,6 +145,7 @@ def demo(
     else:
         console.print("[yellow]no reference data: loading the built-in seed instead[/yellow]")
     console.print(load_demo(services.store, ref, scope=sc, progress=True))
+    analyze(engine)
     console.print(f"demo ready in {time.perf_counter() - t0:.1f} s — {resource_count(engine)} resources")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
 
 from ror.config import get_settings
 from ror.db import migrate
@@ -27,3 +27,9 @@ def resource_count(engine: Engine, res_type: str | None = None) -> int:
         q = q.where(resource.c.res_type == res_type)
     with engine.connect() as c:
         return int(c.execute(q).scalar_one())
+
+
+def analyze(engine: Engine) -> None:
+    """Refresh the planner statistics after a bulk load (both engines plan better with them)."""
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+        c.execute(text("ANALYZE"))
