@@ -20,6 +20,8 @@ from typing import Any
 import orjson
 from sqlalchemy import select
 
+from ror.capacity.model import Indicator
+from ror.capacity.rules import check_combination
 from ror.db.tables import resource
 from ror.directory import ids
 from ror.store import ResourceStore
@@ -351,19 +353,6 @@ def _check(name: str, system: str, code: str | None) -> None:
         raise ValueError(f"{name} {code!r} is not a code of {system.rsplit('/', 1)[-1]}: {sorted(LABELS[system])}")
 
 
-def _check_combination(
-    status: str, gender: str | None, closing_type: str | None, additional_bed_type: str | None, crisis: str | None
-) -> None:
-    if gender is not None and status != STATUS_AVAILABLE:
-        raise ValueError(f"genderCapacityAvailable is only given with status 02 Disponible, not {status}")
-    if (closing_type is not None) != (status == STATUS_CLOSED):
-        raise ValueError(f"capacityClosingType is given with status 05 Fermé and only with it (status {status})")
-    if (additional_bed_type is not None) != (status == STATUS_SUPPLEMENTARY):
-        raise ValueError(f"additionalBedType is given with status 06 Supplémentaire and only with it (status {status})")
-    if crisis is not None and status != STATUS_SUPPLEMENTARY:
-        raise ValueError(f"crisisType is only given with status 06 Supplémentaire, not {status}")
-
-
 def capacity_indicator(
     nature: str,
     status: str,
@@ -377,9 +366,8 @@ def capacity_indicator(
     crisis_type: str | None = None,
     temporary_assignment: str = "01",
 ) -> dict[str, Any]:
-    """One `ror-location-supported-capacity` extension (one indicator). ValueError on an unknown code, a negative
-    number or a combination the ROR rejects: gender only with 02; closing type with 05 and only there; additional
-    bed type with 06 and only there; crisis type only with 06."""
+    """One `ror-location-supported-capacity` extension (one indicator), built by the capacity model. ValueError on
+    a code missing from LABELS, a negative number or a combination the ROR rejects (capacity/rules.py)."""
     codes = {
         "capacityType": nature,
         "capacityStatus": status,
@@ -395,18 +383,28 @@ def capacity_indicator(
         _check(url, CAPACITY_SYSTEMS[url], code)
     if isinstance(nb, bool) or not isinstance(nb, int) or nb < 0:
         raise ValueError(f"nbCapacity must be an integer >= 0, got {nb!r}")
-    _check_combination(status, gender, closing_type, additional_bed_type, crisis_type)
-    sub: list[dict[str, Any]] = [_coded("capacityType", nature), _coded("capacityStatus", status)]
-    sub += [_coded("temporalityCapacity", temporality), {"url": "nbCapacity", "valueInteger": nb}]
-    sub.append(_coded("capacitySourceType", source_type))
-    if gender is not None:
-        sub.append(_coded("genderCapacityAvailable", gender))
-    sub.append({"url": "capacityUpdateDate", "valueDateTime": fhir_datetime(update_date)})
-    for url in ("capacityClosingType", "additionalBedType", "crisisType"):
-        if codes[url] is not None:
-            sub.append(_coded(url, str(codes[url])))
-    sub.append(_coded("temporaryAssignement", temporary_assignment))
-    return {"url": ids.EXT_CAPACITY, "extension": sub}
+    indicator = Indicator(
+        nature,
+        status,
+        temporality,
+        nb,
+        source_type,
+        fhir_datetime(update_date),
+        temporary_assignment,
+        gender=gender,
+        closing_type=closing_type,
+        additional_bed_type=additional_bed_type,
+        crisis_type=crisis_type,
+    )
+    combination = check_combination(indicator)
+    if not combination.ok:
+        raise ValueError(combination.reason)
+    ext = indicator.to_extension()
+    for sub in ext["extension"]:  # official labels, as the NOS publishes them
+        if "valueCodeableConcept" in sub:
+            code = sub["valueCodeableConcept"]["coding"][0]["code"]
+            sub["valueCodeableConcept"] = concept(CAPACITY_SYSTEMS[sub["url"]], code)
+    return ext
 
 
 def _coded(url: str, code: str) -> dict[str, Any]:
