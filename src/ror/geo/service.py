@@ -17,6 +17,7 @@ import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from sqlalchemy import Engine, select
 
@@ -39,6 +40,7 @@ _ABBREVIATIONS = {"ST": "SAINT", "STE": "SAINTE", "STS": "SAINTS", "STES": "SAIN
 _ARRONDISSEMENT_SUFFIX = re.compile(r" \d{1,2}(?: ?(?:E|ER|EME))?$")  # "PARIS 13", "LYON 3EME", "MARSEILLE 01"
 
 
+@lru_cache(maxsize=1 << 16)
 def normalise_place_name(name: str) -> str:
     """`Saint-Étienne-du-Rouvray`, `ST ETIENNE DU ROUVRAY CEDEX 2` -> `SAINT ETIENNE DU ROUVRAY`: upper case,
     no accents or ligatures, punctuation as spaces, saint abbreviations expanded, CEDEX and a trailing
@@ -98,6 +100,8 @@ class _Data:
     by_postal_code: dict[str, list[Commune]] = field(default_factory=lambda: defaultdict(list))
     by_departement: dict[str, list[Commune]] = field(default_factory=lambda: defaultdict(list))
     normalised: dict[str, str] = field(default_factory=dict)  # commune code -> normalised name
+    # (postcode or département, normalised name) -> communes
+    by_name: dict[tuple[str, str], list[Commune]] = field(default_factory=lambda: defaultdict(list))
 
 
 class Geography:
@@ -148,12 +152,7 @@ class Geography:
                 postal_codes=tuple((r.postal_codes or "").split()),
                 population=r.population,
             )
-            data.communes[commune.code] = commune
-            data.normalised[commune.code] = normalise_place_name(commune.name)
-            for cp in commune.postal_codes:
-                data.by_postal_code[cp].append(commune)
-            if commune.departement:
-                data.by_departement[commune.departement].append(commune)
+            _index(data, commune)
         return data
 
     # -- lookups -----------------------------------------------------------------------------------------------
@@ -227,8 +226,8 @@ class Geography:
         by_cp = data.by_postal_code.get(postal_code.strip(), [])
         by_dep = data.by_departement.get(departement or "", []) if departement else []
         if name:
-            for scope, pool in (("postcode", by_cp), ("departement", by_dep)):
-                found = [c for c in pool if data.normalised[c.code] == name]
+            for scope, key in (("postcode", postal_code.strip()), ("departement", departement or "")):
+                found = data.by_name.get((key, name))
                 if found:
                     return CommuneMatch(_best(found, lat, lon), f"{scope}+name")
             for scope, pool in (("postcode", by_cp), ("departement", by_dep)):
@@ -242,6 +241,18 @@ class Geography:
             if nearest is not None:
                 return CommuneMatch(nearest, f"{scope}+nearest")
         return None
+
+
+def _index(data: _Data, commune: Commune) -> None:
+    name = normalise_place_name(commune.name)
+    data.communes[commune.code] = commune
+    data.normalised[commune.code] = name
+    for cp in commune.postal_codes:
+        data.by_postal_code[cp].append(commune)
+        data.by_name[cp, name].append(commune)
+    if commune.departement:
+        data.by_departement[commune.departement].append(commune)
+        data.by_name[commune.departement, name].append(commune)
 
 
 def _drop_partial_cedex(name: str) -> str:
