@@ -38,7 +38,6 @@ def load(engine: Engine, scope: str) -> None:
     from ror.directory.demo import load_demo
     from ror.directory.finess import import_finess
     from ror.geo.loader import load_geography
-
     from ror.terminology.loader import load_nos
 
     ref = get_settings().reference_data
