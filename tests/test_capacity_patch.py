@@ -203,3 +203,36 @@ def test_full_replace_and_warnings(http) -> None:
     assert r.status_code == 200
     diags = [i["diagnostics"] for i in r.json()["issue"]]
     assert any("available (12) > installed (10)" in d for d in diags)
+
+
+def test_batch_bulk_feed_one_bad_entry_never_blocks_the_others(http, engine: Engine) -> None:
+    client, h = http
+    good = {
+        "request": {"method": "PATCH", "url": f"Location?identifier={NAT}/REA1"},
+        "resource": body("replace", selector(**AVAILABLE_F), cap("02", 2, gender="01")),
+    }
+    bad = {
+        "request": {"method": "PATCH", "url": f"Location?identifier={NAT}/NOPE"},
+        "resource": body("add", "Location", cap("03", 2)),
+    }
+    forbidden = {
+        "request": {"method": "PATCH", "url": "Location/loc-other"},
+        "resource": body("add", "Location", cap("03", 2)),
+    }
+    add = {
+        "request": {"method": "PATCH", "url": "http://x/fhir/Location/loc-rea"},
+        "resource": body("add", "Location", cap("03", 15)),
+    }
+    r = client.post(
+        "/fhir", json={"resourceType": "Bundle", "type": "batch", "entry": [good, bad, forbidden, add]}, headers=h
+    )
+    assert r.status_code == 200, r.text
+    statuses = [e["response"]["status"] for e in r.json()["entry"]]
+    assert statuses == ["200 OK", "404", "403", "200 OK"]
+    with engine.connect() as c:
+        rows = dict(
+            c.execute(select(capacity.c.status, capacity.c.nb).where(capacity.c.location_id == "loc-rea")).all()
+        )
+    assert rows == {"01": 20, "02": 2, "03": 15}
+    r = client.post("/fhir", json={"resourceType": "Bundle", "type": "transaction", "entry": []}, headers=h)
+    assert r.status_code == 400

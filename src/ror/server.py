@@ -16,6 +16,7 @@ from ror.db.database import get_engine
 from ror.fhir.app import fhir_router, install_error_handlers
 from ror.fhir.auth import install_auth
 from ror.fhir.auth import router as oauth_router
+from ror.fhir.batch import router as batch_router
 from ror.fhir.capacity import router as capacity_router
 from ror.services import Services
 
@@ -40,6 +41,7 @@ def create_app(
     install_auth(app, tokens or TokenService(oidc=OidcConfig.from_env()))
     app.include_router(oauth_router)
     app.include_router(capacity_router)  # before the generic /fhir/{type}/{id} routes
+    app.include_router(batch_router)
     app.include_router(fhir_router(), prefix="/fhir")
 
     @app.get("/health", include_in_schema=False)
