@@ -236,3 +236,85 @@ def test_batch_bulk_feed_one_bad_entry_never_blocks_the_others(http, engine: Eng
     assert rows == {"01": 20, "02": 2, "03": 15}
     r = client.post("/fhir", json={"resourceType": "Bundle", "type": "transaction", "entry": []}, headers=h)
     assert r.status_code == 400
+
+
+def test_live_stream_delivers_committed_changes(store: ResourceStore, engine: Engine, nos: None) -> None:
+    """A real uvicorn, a real SSE client: a PATCH is seen on the stream; a rejected one is not."""
+    import socket
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    eg = org("eg-" + FINESS, "CHU", finess=FINESS)
+    loc = location(
+        "loc-rea",
+        "Réa",
+        48.12,
+        -1.69,
+        "35238",
+        "35033",
+        [cap("01", 20), cap("02", 3, gender="01")],
+        org_id="eg-" + FINESS,
+    )
+    store.bulk_upsert([eg, loc])
+    with engine.begin() as c:
+        c.execute(api_client.delete())
+    creds = ClientRegistry(engine).add("feeder", 1, [FINESS])
+    app = create_app(engine, tokens=TokenService(KEY))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.05)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        tok = httpx.post(
+            f"{base}/oauth/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": creds.client.client_id,
+                "client_secret": creds.secret,
+            },
+        ).json()["access_token"]
+        h = {"Authorization": f"Bearer {tok}"}
+        assert httpx.get(f"{base}/api/capacity/stream").status_code == 401
+        received: list[str] = []
+        connected = threading.Event()
+
+        def listen() -> None:
+            with httpx.stream("GET", f"{base}/api/capacity/stream?departement=35", headers=h, timeout=20) as r:
+                for line in r.iter_lines():
+                    if line.startswith(": connected"):
+                        connected.set()
+                    if line.startswith("data: "):
+                        received.append(line[6:])
+                        return
+
+        t = threading.Thread(target=listen, daemon=True)
+        t.start()
+        assert connected.wait(10)
+        bad = httpx.patch(
+            f"{base}/fhir/Location/loc-rea", json=body("add", "Location", cap("01", 2, gender="01")), headers=h
+        )
+        assert bad.status_code == 400
+        t0 = time.perf_counter()
+        ok = httpx.patch(
+            f"{base}/fhir/Location/loc-rea",
+            json=body("replace", selector(**AVAILABLE_F), cap("02", 7, gender="01")),
+            headers=h,
+        )
+        assert ok.status_code == 200
+        t.join(10)
+        latency = time.perf_counter() - t0
+        assert received, "no event received"
+        import json
+
+        change = json.loads(received[0])
+        assert change["location"] == "loc-rea" and change["before"] == 3 and change["after"] == 7
+        assert change["departement"] == "35" and latency < 5
+    finally:
+        server.should_exit = True

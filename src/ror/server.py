@@ -16,7 +16,10 @@ from ror.db.database import get_engine
 from ror.fhir.app import fhir_router, install_error_handlers
 from ror.fhir.auth import install_auth
 from ror.fhir.auth import router as oauth_router
+from ror.capacity import stream as capacity_stream
+from ror.capacity.stream import Broker
 from ror.fhir.batch import router as batch_router
+from ror.fhir.stream import router as stream_router
 from ror.fhir.capacity import router as capacity_router
 from ror.services import Services
 
@@ -42,6 +45,9 @@ def create_app(
     app.include_router(oauth_router)
     app.include_router(capacity_router)  # before the generic /fhir/{type}/{id} routes
     app.include_router(batch_router)
+    app.state.capacity_broker = Broker()
+    capacity_stream.install(engine, app.state.capacity_broker)
+    app.include_router(stream_router)
     app.include_router(fhir_router(), prefix="/fhir")
 
     @app.get("/health", include_in_schema=False)

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, delete, insert
 
+from ror.capacity import stream
 from ror.capacity.model import KEY_FIELDS, Indicator, indicators_of
 from ror.db.tables import capacity, capacity_event
 from ror.errors import RorError
@@ -44,11 +45,14 @@ def project(conn: Connection, events: list[WriteEvent]) -> None:
     pks = [e.pk for e in events]
     for start in range(0, len(pks), 900):
         conn.execute(delete(capacity).where(capacity.c.location_pk.in_(pks[start : start + 900])))
+    regions: dict[int, str | None] = {}
+    deps: dict[int, str | None] = {}
     for e in events:
         before = _indicators(e.previous)
         after = _indicators(e.current)
         commune = commune_code(orjson.loads(e.current)) if e.current else None
         dep = departement_of_commune(commune) if commune else None
+        regions[e.pk], deps[e.pk] = e.region, dep
         for key, ind in after.items():
             rows.append(
                 {
@@ -88,6 +92,22 @@ def project(conn: Connection, events: list[WriteEvent]) -> None:
         conn.execute(insert(capacity), rows)
     if history:
         conn.execute(insert(capacity_event), history)
+        stream.remember(conn, [_public(h, regions.get(h["location_pk"]), deps.get(h["location_pk"])) for h in history])
+
+
+def _public(h: dict[str, Any], region: str | None, dep: str | None) -> dict[str, Any]:
+    """A change as the live stream publishes it (JSON-ready)."""
+    return {
+        "location": h["location_id"],
+        "key": {f: h[f] for f in KEY_FIELDS},
+        "before": h["nb_before"],
+        "after": h["nb_after"],
+        "updated_at": h["updated_at"].isoformat() + "Z" if h["updated_at"] else None,
+        "received_at": h["received_at"].isoformat() + "Z",
+        "region": region,
+        "departement": dep,
+        "version": h["version_id"],
+    }
 
 
 def install(store: ResourceStore) -> None:
