@@ -11,16 +11,16 @@ from sqlalchemy import Engine, text
 from ror import __version__
 from ror.access.policy import Profile
 from ror.access.tokens import OidcConfig, TokenService
+from ror.capacity import stream as capacity_stream
+from ror.capacity.stream import Broker
 from ror.db import migrate
 from ror.db.database import get_engine
 from ror.fhir.app import fhir_router, install_error_handlers
 from ror.fhir.auth import install_auth
 from ror.fhir.auth import router as oauth_router
-from ror.capacity import stream as capacity_stream
-from ror.capacity.stream import Broker
 from ror.fhir.batch import router as batch_router
-from ror.fhir.stream import router as stream_router
 from ror.fhir.capacity import router as capacity_router
+from ror.fhir.stream import router as stream_router
 from ror.services import Services
 
 HOME = """<!doctype html><html lang="fr"><head><meta charset="utf-8"><title>ROR</title></head>
