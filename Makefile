@@ -6,10 +6,17 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test install lint format bench clean
 
-$(STAMP): pyproject.toml
+# npm installs the web front-end assets (DSFR) into node_modules/; without them the pages use a plain stylesheet.
+$(STAMP): pyproject.toml $(wildcard package.json)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
+	if [ -f package.json ]; then \
+	  if command -v npm >/dev/null 2>&1; then \
+	    npm ci --ignore-scripts --no-audit --no-fund -q || npm install --ignore-scripts --no-audit --no-fund -q \
+	      || echo "warning: npm install failed: the web pages use the fallback stylesheet" >&2; \
+	  else echo "warning: npm not found: the web pages use the fallback stylesheet" >&2; fi; \
+	fi
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -27,6 +27,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(import_app, name="import")
 clients_app = typer.Typer(help="API clients (third-party programs): OAuth2 client credentials", no_args_is_help=True)
 app.add_typer(clients_app, name="clients")
+users_app = typer.Typer(help="People (web application accounts): roles, passwords, disable", no_args_is_help=True)
+app.add_typer(users_app, name="users")
 console = Console(stderr=True)
 
 
@@ -155,10 +157,31 @@ def setup() -> None:
     engine = _engine()
     if resource_count(engine) == 0:
         demo(scope=get_settings().demo_scope)
+        _demo_person(engine)
     else:
         _ensure_terminology(engine)
         _ensure_geography(engine)
         console.print(f"database ready: {resource_count(engine)} resources")
+
+
+DEMO_EMAIL = "demo@ror.invalid"
+
+
+def _demo_person(engine: Engine) -> None:
+    """On a freshly loaded demo database only: a national administrator for the web pages, with the password of
+    ROR_DEMO_PASSWORD or a random one printed once (never stored in clear, never in the repository)."""
+    import os
+    import secrets
+
+    from ror.access.people import PersonRegistry
+
+    people = PersonRegistry(engine)
+    if people.list():
+        return
+    password = os.environ.get("ROR_DEMO_PASSWORD") or secrets.token_urlsafe(12)
+    people.add(DEMO_EMAIL, "Compte de démonstration", "national_admin", password)
+    shown = "(from ROR_DEMO_PASSWORD)" if os.environ.get("ROR_DEMO_PASSWORD") else f"{password}   (shown once)"
+    console.print(f"web demo account: {DEMO_EMAIL}  password: {shown}")
 
 
 @app.command()
@@ -260,6 +283,109 @@ def clients_rotate(client_id: str, as_json: Annotated[bool, typer.Option("--json
     from ror.access.clients import ClientRegistry
 
     _print_credentials(ClientRegistry(_engine()).rotate(client_id), as_json)
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    return password
+
+
+@users_app.command("add")
+def users_add(
+    email: Annotated[str, typer.Option(help="login (adresse électronique)")],
+    name: Annotated[str, typer.Option(help="full name shown in the pages")],
+    role: Annotated[
+        str,
+        typer.Option(
+            help="national_admin, regional_admin, establishment_manager, unit_editor, regulator, viewer",
+        ),
+    ],
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="read the password from stdin")] = False,
+    finess: Annotated[list[str] | None, typer.Option("--finess", help="FINESS EG the person may write")] = None,
+    region: Annotated[str | None, typer.Option(help="INSEE region code (regional_admin)")] = None,
+) -> None:
+    """Create a person (password: 12 characters at least, argon2-hashed)."""
+    from ror.access.people import PersonRegistry
+
+    who = PersonRegistry(_engine()).add(email, name, role, _read_password(password_stdin), finess or [], region)
+    typer.echo(f"{who.email} created: {who.role_info.label}, may write: {', '.join(who.finess) or '-'}")
+
+
+@users_app.command("list")
+def users_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List people (never their passwords)."""
+    from ror.access.people import PersonRegistry
+
+    people = PersonRegistry(_engine()).list()
+    rows = [
+        {
+            "email": p.email,
+            "name": p.name,
+            "role": p.role,
+            "finess": list(p.finess),
+            "region": p.region,
+            "active": p.active,
+        }
+        for p in people
+    ]
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    for r in rows:
+        typer.echo(
+            f"{r['email']}  {r['role']}  {'active' if r['active'] else 'DISABLED'}  {r['name']}  "
+            f"finess={','.join(r['finess']) or '-'}  region={r['region'] or '-'}"
+        )
+
+
+@users_app.command("disable")
+def users_disable(email: str) -> None:
+    """Disable a person (their sessions end at once)."""
+    from ror.access.people import PersonRegistry
+
+    PersonRegistry(_engine()).set_active(email, False)
+    typer.echo(f"{email} disabled")
+
+
+crisis_app = typer.Typer(help="Crisis mode (Plan blanc / SSE, PMIE)", no_args_is_help=True)
+app.add_typer(crisis_app, name="crisis")
+
+
+@crisis_app.command("declare")
+def crisis_declare(
+    by: Annotated[str, typer.Option(help="who declares (name / service)")],
+    crisis_type: Annotated[str, typer.Option("--type", help="TRE_R336: 01 PMIE, 02 SSE (Plan blanc)")] = "02",
+    region: Annotated[str | None, typer.Option(help="INSEE region code")] = None,
+    departement: Annotated[list[str] | None, typer.Option(help="département code (repeatable)")] = None,
+    freshness: Annotated[int, typer.Option(help="minutes after which availability is stale")] = 60,
+    reason: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Declare a crisis for a région or départements (tightens freshness, expects supplementary capacity)."""
+    from ror.capacity.crisis import CrisisRegistry
+
+    kind, codes = ("region", [region]) if region else ("departement", departement or [])
+    cr = CrisisRegistry(_engine()).declare(crisis_type, kind, codes, by, reason=reason, freshness_minutes=freshness)
+    typer.echo(json.dumps(cr.as_json(), ensure_ascii=False))
+
+
+@crisis_app.command("end")
+def crisis_end(crisis_id: int, by: Annotated[str, typer.Option()]) -> None:
+    """End a crisis (kept in the history)."""
+    from ror.capacity.crisis import CrisisRegistry
+
+    typer.echo(json.dumps(CrisisRegistry(_engine()).end(crisis_id, by).as_json(), ensure_ascii=False))
+
+
+@crisis_app.command("list")
+def crisis_list() -> None:
+    """Crisis history, newest first."""
+    from ror.capacity.crisis import CrisisRegistry
+
+    for cr in CrisisRegistry(_engine()).history():
+        typer.echo(json.dumps(cr.as_json(), ensure_ascii=False))
 
 
 def main() -> None:

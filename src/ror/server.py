@@ -1,11 +1,11 @@
-"""The ASGI application served by `ror serve`: FHIR API under /fhir, health endpoints, home page."""
+"""The ASGI application served by `ror serve`: FHIR API under /fhir, health endpoints, web pages (ror.web)."""
 
 from __future__ import annotations
 
 import os
 
 from fastapi import FastAPI
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from sqlalchemy import Engine, text
 
 from ror import __version__
@@ -20,12 +20,10 @@ from ror.fhir.auth import install_auth
 from ror.fhir.auth import router as oauth_router
 from ror.fhir.batch import router as batch_router
 from ror.fhir.capacity import router as capacity_router
+from ror.fhir.crisis import router as crisis_router
 from ror.fhir.stream import router as stream_router
 from ror.services import Services
-
-HOME = """<!doctype html><html lang="fr"><head><meta charset="utf-8"><title>ROR</title></head>
-<body><main><h1>ROR — Répertoire de l'Offre et des Ressources en santé</h1>
-<p>API FHIR R4 : <a href="/fhir/metadata">/fhir/metadata</a></p></main></body></html>"""
+from ror.web import install_web
 
 
 def create_app(
@@ -48,7 +46,9 @@ def create_app(
     app.state.capacity_broker = Broker()
     capacity_stream.install(engine, app.state.capacity_broker)
     app.include_router(stream_router)
+    app.include_router(crisis_router)
     app.include_router(fhir_router(), prefix="/fhir")
+    install_web(app)  # web pages for people: /, /connexion, /recherche, /unites, /etablissements, /tableau-de-bord
 
     @app.get("/health", include_in_schema=False)
     def health() -> JSONResponse:
@@ -65,9 +65,5 @@ def create_app(
         if not current:
             return JSONResponse({"status": "migrations pending"}, status_code=503)
         return JSONResponse({"status": "ready"})
-
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def home() -> str:
-        return HOME
 
     return app

@@ -312,3 +312,51 @@ capacity_event = Table(
 )
 Index("ix_capacity_event_location", capacity_event.c.location_pk, capacity_event.c.received_at)
 Index("ix_capacity_event_received", capacity_event.c.received_at)
+
+# --- people (web application accounts) and their sessions (migration 0005) ----------------------------------------
+person = Table(
+    "person",
+    metadata,
+    Column("pk", PK, primary_key=True, autoincrement=True),
+    Column("email", String(254), nullable=False, unique=True),  # stored lower case
+    Column("name", String(200), nullable=False),
+    Column("role", String(32), nullable=False),  # access/people.py ROLES
+    Column("password_hash", String(200), nullable=False),  # argon2
+    Column("active", Boolean, nullable=False, default=True),
+    Column("failed_attempts", Integer, nullable=False, default=0),
+    Column("locked_until", DateTime),  # UTC; logins refused until then
+    Column("finess", Text, nullable=False, default="[]"),  # JSON list of FINESS EG the person may write
+    Column("region", String(3)),  # INSEE region code of a regional administrator
+    Column("created", DateTime, nullable=False),
+    Column("last_login", DateTime),
+)
+
+web_session = Table(
+    "web_session",
+    metadata,
+    Column("pk", PK, primary_key=True, autoincrement=True),
+    Column("token_hash", String(64), nullable=False, unique=True),  # sha256 of the cookie value
+    Column("person_pk", PK, ForeignKey("person.pk", ondelete="CASCADE"), nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("created", DateTime, nullable=False),
+    Column("expires", DateTime, nullable=False),
+    Column("remote_addr", String(64)),
+)
+Index("ix_web_session_expires", web_session.c.expires)
+
+# --- crisis mode: Plan blanc / SSE, PMIE (migration 0006) --------------------------------------------------------
+crisis = Table(
+    "crisis",
+    metadata,
+    Column("pk", PK, primary_key=True, autoincrement=True),
+    Column("crisis_type", String(4), nullable=False),  # TRE_R336: 01 PMIE, 02 SSE (Plan blanc)
+    Column("scope_kind", String(16), nullable=False),  # region | departement
+    Column("scope_codes", String(200), nullable=False),  # space-separated INSEE codes
+    Column("freshness_minutes", Integer, nullable=False),  # availability older than this is stale while active
+    Column("reason", Text),
+    Column("started_at", DateTime, nullable=False),
+    Column("started_by", String(200), nullable=False),
+    Column("ended_at", DateTime),
+    Column("ended_by", String(200)),
+)
+Index("ix_crisis_active", crisis.c.ended_at, crisis.c.started_at)

@@ -1,0 +1,168 @@
+"""The figures of the dashboard, in a few SQL queries over the capacity projection (`capacity`): critical-care
+capacity (réanimation, soins intensifs, surveillance continue — the activity of the offer delivered at the Location,
+via the search indexes) by département and by establishment, and the units whose availability is stale."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, select
+
+from ror.db.tables import capacity, idx_reference, idx_token
+from ror.directory import ids
+
+CRITICAL: dict[str, tuple[str, ...]] = {
+    "rea": tuple(f"{n}" for n in range(121, 131)),
+    "si": ("351", "354", "356", "369"),
+    "sc": ("373", "391"),
+}
+CATEGORY_LABELS = {"rea": "Réanimation", "si": "Soins intensifs", "sc": "Surveillance continue"}
+CATEGORY_OF = {code: cat for cat, codes in CRITICAL.items() for code in codes}
+STALE_AFTER = timedelta(hours=24)
+
+
+@dataclass
+class Totals:
+    installed: int = 0
+    available: int = 0
+    occupied: int = 0
+    by_category: dict[str, int] = field(default_factory=dict)  # available per category
+    updated_at: datetime | None = None  # oldest availability update among the units
+
+    @property
+    def occupancy(self) -> float | None:
+        return self.occupied / self.installed if self.installed else None
+
+    @property
+    def rate(self) -> float | None:
+        """available / installed."""
+        return self.available / self.installed if self.installed else None
+
+
+@dataclass
+class UnitFigures:
+    location_id: str
+    category: str
+    departement: str | None
+    totals: Totals
+
+
+def critical_locations() -> Any:
+    """SELECT (location id, activity code) of the Locations where a critical-care offer is delivered."""
+    r, t = idx_reference.alias("r"), idx_token.alias("t")
+    return (
+        select(r.c.target_id.label("location_id"), func.min(t.c.code).label("code"))
+        .select_from(r.join(t, t.c.resource_pk == r.c.resource_pk))
+        .where(
+            r.c.res_type == "HealthcareService",
+            r.c.param == "location",
+            r.c.target_type == "Location",
+            t.c.res_type == "HealthcareService",
+            t.c.param == "specialty",
+            t.c.system == ids.TRE_R211,
+            t.c.code.in_(sorted(CATEGORY_OF)),
+        )
+        .group_by(r.c.target_id)
+        .subquery("crit")
+    )
+
+
+def critical_units(conn: Connection, *, region: str | None = None, departement: str | None = None) -> list[UnitFigures]:
+    """Current installed / available / occupied of every critical-care Location of the scope (one query)."""
+    crit = critical_locations()
+    c = capacity
+    q = (
+        select(c.c.location_id, crit.c.code, c.c.departement, c.c.status, c.c.nb, c.c.updated_at)
+        .select_from(c.join(crit, crit.c.location_id == c.c.location_id))
+        .where(
+            and_(
+                c.c.temporality == "01",
+                c.c.temporary_assignment.in_(("", "01")),
+                c.c.status.in_(("01", "02", "03")),
+            )
+        )
+    )
+    if region:
+        q = q.where(c.c.region == region)
+    if departement:
+        q = q.where(c.c.departement == departement)
+    units: dict[str, UnitFigures] = {}
+    for row in conn.execute(q):
+        u = units.get(row.location_id)
+        if u is None:
+            u = units[row.location_id] = UnitFigures(row.location_id, CATEGORY_OF[row.code], row.departement, Totals())
+        t = u.totals
+        if row.status == "01":
+            t.installed += row.nb
+        elif row.status == "02":
+            t.available += row.nb
+            t.by_category[u.category] = t.by_category.get(u.category, 0) + row.nb
+            t.updated_at = row.updated_at if t.updated_at is None else max(t.updated_at, row.updated_at)
+        else:
+            t.occupied += row.nb
+    return list(units.values())
+
+
+def add(into: Totals, t: Totals) -> None:
+    into.installed += t.installed
+    into.available += t.available
+    into.occupied += t.occupied
+    for k, v in t.by_category.items():
+        into.by_category[k] = into.by_category.get(k, 0) + v
+    if t.updated_at is not None:
+        into.updated_at = t.updated_at if into.updated_at is None else min(into.updated_at, t.updated_at)
+
+
+def by_departement(units: list[UnitFigures]) -> dict[str, Totals]:
+    out: dict[str, Totals] = {}
+    for u in units:
+        add(out.setdefault(u.departement or "?", Totals()), u.totals)
+    return out
+
+
+def stale_units(
+    conn: Connection, now: datetime, *, region: str | None = None, departement: str | None = None, limit: int = 100
+) -> tuple[int, list[tuple[str, datetime, str | None]]]:
+    """(count, [(location id, last availability update, département)]) of the Locations of the scope whose
+    current availability is older than 24 h, oldest first."""
+    c = capacity
+    last = func.max(c.c.updated_at)
+    q = (
+        select(c.c.location_id, last.label("last"), func.min(c.c.departement).label("dep"))
+        .where(c.c.status == "02", c.c.temporality == "01")
+        .group_by(c.c.location_id)
+        .having(last < now - STALE_AFTER)
+    )
+    if region:
+        q = q.where(c.c.region == region)
+    if departement:
+        q = q.where(c.c.departement == departement)
+    sub = q.subquery()
+    count = int(conn.execute(select(func.count()).select_from(sub)).scalar_one())
+    rows = conn.execute(select(sub).order_by(sub.c.last, sub.c.location_id).limit(limit)).all()
+    return count, [(r.location_id, r.last, r.dep) for r in rows]
+
+
+def color(t: Totals | None) -> tuple[str, str, str]:
+    """(fill, text colour, legend label) of a département tile by its critical-care availability rate."""
+    if t is None or not t.installed:
+        return "#e5e5e5", "#161616", "pas de données"
+    rate = t.rate or 0.0
+    if t.available == 0:
+        return "#ce0500", "#ffffff", "aucun lit disponible"
+    if rate < 0.05:
+        return "#fc5d00", "#161616", "moins de 5 % disponibles"
+    if rate < 0.10:
+        return "#ffca00", "#161616", "5 à 10 % disponibles"
+    return "#18753c", "#ffffff", "10 % ou plus disponibles"
+
+
+LEGEND = [
+    ("#18753c", "10 % ou plus des lits installés disponibles"),
+    ("#ffca00", "5 à 10 %"),
+    ("#fc5d00", "moins de 5 %"),
+    ("#ce0500", "aucun lit disponible"),
+    ("#e5e5e5", "pas de données"),
+]

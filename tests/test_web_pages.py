@@ -1,0 +1,317 @@
+"""The web pages through HTTP (TestClient) on the built-in seed (département 22) with the NOS and the geography:
+each page for the roles that may see it, 403/404 pages, profile-aware phones, and the capacity entry writing the
+projection and the events in one request."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, delete, func, select
+
+from ror.access.people import PersonRegistry
+from ror.db.tables import audit_event, capacity, capacity_event, person, web_session
+from ror.directory import ids
+from ror.directory.demo import load_demo
+from ror.directory.scope import Scope
+from ror.geo.loader import load_geography
+from ror.server import create_app
+from ror.services import Services
+from ror.terminology.loader import load_nos
+from tests.conftest import truncate_store
+
+FINESS = "220000012"  # CH Yves Le Foll, Saint-Brieuc: 11 units in the seed
+PASSWORD = "correct horse battery staple"
+PHONES = {1: "01 11 11 11 11", 2: "02 22 22 22 22", 3: "03 33 33 33 33"}
+ROLES = {
+    "admin@test.fr": ("national_admin", [], None),
+    "ars@test.fr": ("regional_admin", [], "53"),
+    "cadre@test.fr": ("establishment_manager", [FINESS], None),
+    "samu@test.fr": ("regulator", [], None),
+    "lecteur@test.fr": ("viewer", [], None),
+}
+
+
+def _telecom(value: str, level: int) -> dict:
+    return {
+        "system": "phone",
+        "value": value,
+        "extension": [
+            {
+                "url": ids.EXT_TELECOM_CONFIDENTIALITY,
+                "valueCodeableConcept": {"coding": [{"system": ids.TRE_R283, "code": str(level)}]},
+            }
+        ],
+    }
+
+
+def reset_people(engine: Engine) -> None:
+    with engine.begin() as c:
+        c.execute(delete(web_session))
+        c.execute(delete(person))
+
+
+def load_seed_data(engine: Engine, reference_dir: Path) -> Services:
+    """NOS + geography + the built-in seed (département 22), people of every role, phones of levels 1–3."""
+    truncate_store(engine)
+    reset_people(engine)
+    load_nos(engine, reference_dir / "nos")
+    load_geography(engine, reference_dir / "geo")
+    services = Services(engine)
+    load_demo(services.store, None, scope=Scope.parse("departement:22"))
+    org = services.store.read("Organization", ids.eg_id(FINESS)).resource()
+    org["telecom"] = [_telecom(v, level) for level, v in PHONES.items()]
+    services.store.update("Organization", org["id"], org)
+    people = PersonRegistry(engine)
+    for email, (role, finess, region) in ROLES.items():
+        people.add(email, email.split("@")[0].title(), role, PASSWORD, finess, region)
+    return services
+
+
+@pytest.fixture(scope="module")
+def services(engine: Engine, reference_dir: Path) -> Services:
+    return load_seed_data(engine, reference_dir)
+
+
+@pytest.fixture(scope="module")
+def app_client(engine: Engine, services: Services) -> Iterator[TestClient]:
+    with TestClient(create_app(engine)) as c:
+        yield c
+
+
+def csrf_of(html: str) -> str:
+    m = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert m, "no CSRF field in the page"
+    return m.group(1)
+
+
+def login(client: TestClient, email: str, password: str = PASSWORD) -> None:
+    client.cookies.clear()
+    page = client.get("/connexion")
+    r = client.post(
+        "/connexion", data={"email": email, "password": password, "csrf": csrf_of(page.text)}, follow_redirects=False
+    )
+    assert r.status_code == 303, r.text[:300]
+
+
+def test_anonymous_is_sent_to_login(app_client: TestClient) -> None:
+    app_client.cookies.clear()
+    r = app_client.get("/recherche?activite=127", follow_redirects=False)
+    assert r.status_code == 303
+    assert r.headers["location"] == "/connexion?suivant=%2Frecherche%3Factivite%3D127"
+    page = app_client.get("/connexion")
+    assert page.status_code == 200 and 'lang="fr"' in page.text and "Mot de passe" in page.text
+
+
+def test_login_sets_a_safe_cookie_and_logout_needs_csrf(app_client: TestClient) -> None:
+    app_client.cookies.clear()
+    page = app_client.get("/connexion")
+    r = app_client.post(
+        "/connexion",
+        data={"email": "lecteur@test.fr", "password": PASSWORD, "csrf": csrf_of(page.text), "suivant": "//evil"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303 and r.headers["location"] == "/"  # no open redirect
+    cookie = r.headers["set-cookie"].lower()
+    assert "ror_session=" in cookie and "httponly" in cookie and "samesite=lax" in cookie
+    assert app_client.post("/deconnexion", data={}).status_code == 403
+    home = app_client.get("/")
+    assert app_client.post("/deconnexion", data={"csrf": csrf_of(home.text)}, follow_redirects=False).status_code == 303
+    assert app_client.get("/recherche", follow_redirects=False).status_code == 303
+
+
+def test_wrong_password_is_refused_with_a_french_message(app_client: TestClient) -> None:
+    app_client.cookies.clear()
+    page = app_client.get("/connexion")
+    r = app_client.post("/connexion", data={"email": "samu@test.fr", "password": "nope", "csrf": csrf_of(page.text)})
+    assert r.status_code == 401 and "mot de passe incorrect" in r.text
+
+
+@pytest.mark.parametrize(
+    ("email", "expected"),
+    [
+        ("admin@test.fr", {"search": 200, "unit": 200, "entry": 200, "dashboard": 200}),
+        ("ars@test.fr", {"search": 200, "unit": 200, "entry": 200, "dashboard": 200}),
+        ("cadre@test.fr", {"search": 200, "unit": 200, "entry": 200, "dashboard": 403}),
+        ("samu@test.fr", {"search": 200, "unit": 200, "entry": 403, "dashboard": 200}),
+        ("lecteur@test.fr", {"search": 200, "unit": 200, "entry": 403, "dashboard": 403}),
+    ],
+)
+def test_pages_by_role(app_client: TestClient, email: str, expected: dict[str, int]) -> None:
+    login(app_client, email)
+    urls = {
+        "search": "/recherche?activite=127&commune=22278&rayon=50",
+        "unit": f"/unites/loc-{FINESS}-rea-adu",
+        "entry": f"/etablissements/{FINESS}/disponibilites",
+        "dashboard": "/tableau-de-bord",
+    }
+    for name, url in urls.items():
+        r = app_client.get(url)
+        assert r.status_code == expected[name], (name, r.text[:300])
+        assert "text/html" in r.headers["content-type"]
+        if r.status_code == 403:
+            assert "Accès refusé" in r.text
+
+
+def test_not_found_pages(app_client: TestClient) -> None:
+    login(app_client, "admin@test.fr")
+    r = app_client.get("/unites/loc-inconnue")
+    assert r.status_code == 404 and "Unité introuvable" in r.text
+    assert app_client.get("/etablissements/999999999/disponibilites").status_code == 404
+    assert app_client.get("/tableau-de-bord/departements/999").status_code == 404
+
+
+def test_viewer_never_sees_level_3_phones(app_client: TestClient) -> None:
+    url_search = "/recherche?activite=127&commune=22278&rayon=50"
+    url_unit = f"/unites/loc-{FINESS}-rea-adu"
+    login(app_client, "lecteur@test.fr")
+    for url in (url_search, url_unit):
+        text = app_client.get(url).text
+        assert PHONES[1] in text and PHONES[2] in text
+        assert PHONES[3] not in text, url
+    login(app_client, "samu@test.fr")
+    for url in (url_search, url_unit):
+        assert PHONES[3] in app_client.get(url).text
+
+
+def test_search_sorts_by_distance_and_is_shareable(app_client: TestClient) -> None:
+    login(app_client, "samu@test.fr")
+    r = app_client.get("/recherche?activite=373&commune=Saint-Brieuc&rayon=100&age=40")
+    assert r.status_code == 200
+    distances = [float(x) for x in re.findall(r"<strong>([\d.]+) km</strong>", r.text)]
+    assert len(distances) >= 3 and distances == sorted(distances)
+    assert "Surveillance continue" in r.text
+    bad = app_client.get("/recherche?activite=zzzz-inconnue&age=abc")
+    assert "Activité inconnue" in bad.text and "Âge du patient" in bad.text
+    suggestions = app_client.get("/api/web/activites?q=réanimation").json()
+    assert {"code": "127", "label": "Réanimation polyvalente"} in suggestions
+    assert app_client.get("/api/web/communes?q=saint-brieuc").json()[0]["code"] == "22278"
+
+
+def test_dashboard_map_table_csv(app_client: TestClient, services: Services) -> None:
+    login(app_client, "ars@test.fr")
+    r = app_client.get("/tableau-de-bord")
+    assert r.status_code == 200 and "<svg" in r.text and 'href="/tableau-de-bord/departements/22"' in r.text
+    assert "22 — Côtes-d&#39;Armor" in r.text or "22 — Côtes-d'Armor" in r.text
+    csv_text = app_client.get("/tableau-de-bord.csv?region=53").text
+    assert csv_text.splitlines()[0].lstrip("\ufeff").startswith("département;nom;installés")
+    line = next(x for x in csv_text.splitlines() if x.startswith("22;"))
+    with services.engine.connect() as c:
+        installed = c.execute(
+            select(func.sum(capacity.c.nb)).where(
+                capacity.c.location_id.in_([f"loc-{FINESS}-rea-adu", f"loc-{FINESS}-si-usic"]),
+                capacity.c.status == "01",
+            )
+        ).scalar_one()
+    assert int(line.split(";")[2]) >= installed
+    dep = app_client.get("/tableau-de-bord/departements/22")
+    assert dep.status_code == 200 and "CENTRE HOSPITALIER YVES LE FOLL" in dep.text
+    assert f'href="/etablissements/{FINESS}/disponibilites"' in dep.text  # the regional admin may enter
+    assert app_client.get("/tableau-de-bord/departements/22/export.csv").text.count("\n") >= 3
+
+
+def _entry_form(client: TestClient) -> tuple[str, dict[str, str]]:
+    page = client.get(f"/etablissements/{FINESS}/disponibilites")
+    assert page.status_code == 200
+    fields = dict(re.findall(r'name="([aovn]-[^"]+)" value="([^"]*)"', page.text))
+    return csrf_of(page.text), fields
+
+
+def test_saving_an_establishment_updates_projection_and_events(app_client: TestClient, services: Services) -> None:
+    login(app_client, "cadre@test.fr")
+    csrf, fields = _entry_form(app_client)
+    loc = f"loc-{FINESS}-rea-adu"
+    avail = [k for k in fields if k.startswith(f"a-{loc}-")]
+    assert avail and f"o-{loc}" in fields
+    data = dict(fields)
+    data[avail[0]] = "9"
+    data[f"o-{loc}"] = "3"
+    data[f"n-{loc}"] = "2 lits en nettoyage"
+    assert app_client.post(f"/etablissements/{FINESS}/disponibilites", data=data).status_code == 403  # no CSRF
+    with services.engine.connect() as c:
+        events_before = c.execute(select(func.count()).select_from(capacity_event)).scalar_one()
+    r = app_client.post(
+        f"/etablissements/{FINESS}/disponibilites",
+        data={**data, "csrf": csrf, "action": "save"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303 and "enregistre=1" in r.headers["location"]
+    gender = avail[0].rsplit("-", 1)[1]
+    with services.engine.connect() as c:
+        nb = c.execute(
+            select(capacity.c.nb, capacity.c.source_type).where(
+                capacity.c.location_id == loc, capacity.c.status == "02", capacity.c.gender == gender
+            )
+        ).one()
+        assert tuple(nb) == (9, "01")
+        events = c.execute(
+            select(capacity_event.c.status, capacity_event.c.nb_after, capacity_event.c.actor).where(
+                capacity_event.c.pk > events_before
+            )
+        ).all()
+        assert ("02", 9, "person:cadre@test.fr") in [tuple(e) for e in events]
+        assert ("03", 3, "person:cadre@test.fr") in [tuple(e) for e in events]
+        audited = c.execute(
+            select(func.count()).where(audit_event.c.action == "capacity-entry", audit_event.c.res_id == loc)
+        ).scalar_one()
+        assert audited == 1
+    page = app_client.get(r.headers["location"]).text
+    assert "1 unité(s) enregistrée(s)" in page and "2 lits en nettoyage" in page
+
+
+def test_confirm_all_restamps_and_errors_come_back_next_to_the_field(
+    app_client: TestClient, services: Services
+) -> None:
+    login(app_client, "cadre@test.fr")
+    csrf, fields = _entry_form(app_client)
+    loc = f"loc-{FINESS}-rea-adu"
+    bad = {**fields, f"o-{loc}": "-2", "csrf": csrf, "action": "save"}
+    r = app_client.post(f"/etablissements/{FINESS}/disponibilites", data=bad)
+    assert r.status_code == 400
+    assert "un nombre négatif n&#39;est pas possible" in r.text or "un nombre négatif n'est pas possible" in r.text
+    assert 'aria-invalid="true"' in r.text
+    r = app_client.post(
+        f"/etablissements/{FINESS}/disponibilites",
+        data={**fields, "csrf": csrf, "action": "confirm_all"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+    n_units = len({k.split("-", 1)[1] for k in fields if k.startswith("v-")}) or len(
+        [k for k in fields if k.startswith("o-")]
+    )
+    assert f"confirme={n_units}" in r.headers["location"]
+    with services.engine.connect() as c:
+        stamps = (
+            c.execute(
+                select(capacity.c.updated_at).where(
+                    capacity.c.location_id.like(f"loc-{FINESS}-%"),
+                    capacity.c.status.in_(("02", "03")),
+                    capacity.c.temporality == "01",
+                )
+            )
+            .scalars()
+            .all()
+        )
+    newest = max(stamps)
+    assert stamps and all((newest - s).total_seconds() < 60 for s in stamps)  # every row re-stamped now
+    # a viewer may not post here, even with a valid CSRF token of its own session
+    login(app_client, "lecteur@test.fr")
+    own = csrf_of(app_client.get("/").text)
+    r = app_client.post(f"/etablissements/{FINESS}/disponibilites", data={**fields, "csrf": own})
+    assert r.status_code == 403 and "ne permet pas de saisir" in r.text
+
+
+def test_pages_render_without_the_dsfr(engine: Engine, services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    """node_modules missing: the pages use the plain fallback stylesheet only."""
+    import ror.web.app
+
+    monkeypatch.setattr(ror.web.app, "dsfr_dist", lambda: None)
+    with TestClient(create_app(engine)) as c:
+        page = c.get("/connexion")
+        assert page.status_code == 200 and 'class="no-dsfr"' in page.text and "/static/dsfr" not in page.text
+        assert c.get("/static/web/ror.css").status_code == 200
+        login(c, "lecteur@test.fr")
+        assert c.get(f"/unites/loc-{FINESS}-rea-adu").status_code == 200
