@@ -232,7 +232,8 @@ def test_saving_an_establishment_updates_projection_and_events(app_client: TestC
     data[f"n-{loc}"] = "2 lits en nettoyage"
     assert app_client.post(f"/etablissements/{FINESS}/disponibilites", data=data).status_code == 403  # no CSRF
     with services.engine.connect() as c:
-        events_before = c.execute(select(func.count()).select_from(capacity_event)).scalar_one()
+        events_before = c.execute(select(func.coalesce(func.max(capacity_event.c.pk), 0))).scalar_one()
+        audit_before = c.execute(select(func.coalesce(func.max(audit_event.c.pk), 0))).scalar_one()
     r = app_client.post(
         f"/etablissements/{FINESS}/disponibilites",
         data={**data, "csrf": csrf, "action": "save"},
@@ -255,7 +256,9 @@ def test_saving_an_establishment_updates_projection_and_events(app_client: TestC
         assert ("02", 9, "person:cadre@test.fr") in [tuple(e) for e in events]
         assert ("03", 3, "person:cadre@test.fr") in [tuple(e) for e in events]
         audited = c.execute(
-            select(func.count()).where(audit_event.c.action == "capacity-entry", audit_event.c.res_id == loc)
+            select(func.count()).where(
+                audit_event.c.action == "capacity-entry", audit_event.c.res_id == loc, audit_event.c.pk > audit_before
+            )
         ).scalar_one()
         assert audited == 1
     page = app_client.get(r.headers["location"]).text
