@@ -113,15 +113,26 @@ def queries() -> list[tuple[str, str, str]]:
         (
             "C6 réa within 50 km",
             f"HealthcareService?specialty=R211|127&location.near=48.11|-1.68|50|km&{INC}",
-            None or "",
+            f"SELECT r.pk FROM resource r WHERE r.res_type='HealthcareService' AND NOT r.deleted AND {SPEC127} AND "
+            "EXISTS (SELECT 1 FROM idx_reference f JOIN resource l ON l.res_type='Location' AND l.res_id=f.target_id "
+            "JOIN idx_geo g ON g.resource_pk=l.pk WHERE f.resource_pk=r.pk AND f.param='location' AND "
+            f"g.lat BETWEEN 47.66 AND 48.56 AND g.lon BETWEEN -2.35 AND -1.01 AND {{dist}} <= 50) {page}",
         ),
         (
             "D1 available bed now",
             "HealthcareService?specialty=R211|127&location.capacity-status=R330|02"
             "&location.nb-capacity=gt0&_include=HealthcareService:location",
-            "",
+            f"SELECT r.pk FROM resource r WHERE r.res_type='HealthcareService' AND NOT r.deleted AND {SPEC127} AND "
+            "EXISTS (SELECT 1 FROM idx_reference f JOIN capacity c ON c.location_id=f.target_id "
+            "WHERE f.resource_pk=r.pk AND f.param='location' AND c.status='02' AND c.nb>0) "
+            f"{page}",
         ),
-        ("H type 001", "Location?type=R343|001", ""),
+        (
+            "H type 001",
+            "Location?type=R343|001",
+            "SELECT r.pk FROM resource r WHERE r.res_type='Location' AND NOT r.deleted AND EXISTS (SELECT 1 FROM "
+            f"idx_token t WHERE t.resource_pk=r.pk AND t.param='type' AND t.code='001') {page}",
+        ),
     ]
 
 

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Engine, and_, case, func, literal, or_, select, tuple_
+from sqlalchemy import ColumnElement, Engine, and_, case, func, literal, or_, select
 from sqlalchemy.sql.selectable import FromClause
 
 from ror.db.engine import is_sqlite
@@ -262,37 +262,43 @@ class SearchEngine:
         return [row for row in rows if row.pk in kept]
 
     def _apply_unrestricted(self, conn: Any, inc: Include, sources: list[Row], t: Any, r: Any) -> list[Row]:
+        """Two cheap steps: the distinct keys of what to include from the reference index, then the resources by
+        primary key / (type, id) — never a DISTINCT over resource contents."""
         if inc.reverse:
             targets = [s for s in sources if inc.target_type in (None, s.res_type)]
             if not targets:
                 return []
-            cond = [
-                r.c.param == inc.param if inc.param != "*" else literal(True),
-                tuple_(r.c.target_type, r.c.target_id).in_([(s.res_type, s.res_id) for s in targets]),
-                t.c.deleted.is_(False),
-            ]
-            if inc.source_type != "*":
-                cond.append(t.c.res_type == inc.source_type)
-                cond.append(r.c.res_type == inc.source_type)
-            stmt = (
-                select(t.c.pk, t.c.res_type, t.c.res_id, t.c.content)
-                .select_from(t.join(r, r.c.resource_pk == t.c.pk))
-                .where(*cond)
-                .distinct()
-            )
-        else:
-            pks = [s.pk for s in sources if inc.source_type in ("*", s.res_type)]
+            ids_by_type: dict[str, list[str]] = {}
+            for s in targets:
+                ids_by_type.setdefault(s.res_type, []).append(s.res_id)
+            found: set[int] = set()
+            for target_type, target_ids in ids_by_type.items():  # (param, target_type, target_id) index lookups
+                cond = [r.c.target_type == target_type, r.c.target_id.in_(target_ids)]
+                if inc.param != "*":
+                    cond.append(r.c.param == inc.param)
+                if inc.source_type != "*":
+                    cond.append(r.c.res_type == inc.source_type)
+                found.update(conn.execute(select(r.c.resource_pk).where(*cond)).scalars())
+            pks = sorted(found)
             if not pks:
                 return []
-            cond = [r.c.resource_pk.in_(pks), t.c.deleted.is_(False)]
-            if inc.param != "*":
-                cond.append(r.c.param == inc.param)
-            if inc.target_type:
-                cond.append(r.c.target_type == inc.target_type)
-            stmt = (
-                select(t.c.pk, t.c.res_type, t.c.res_id, t.c.content)
-                .select_from(r.join(t, and_(t.c.res_type == r.c.target_type, t.c.res_id == r.c.target_id)))
-                .where(*cond)
-                .distinct()
+            stmt = select(t.c.pk, t.c.res_type, t.c.res_id, t.c.content).where(t.c.pk.in_(pks), t.c.deleted.is_(False))
+            return [Row(x[0], x[1], x[2], x[3]) for x in conn.execute(stmt)]
+        pks = [s.pk for s in sources if inc.source_type in ("*", s.res_type)]
+        if not pks:
+            return []
+        cond = [r.c.resource_pk.in_(pks), r.c.target_id.is_not(None)]
+        if inc.param != "*":
+            cond.append(r.c.param == inc.param)
+        if inc.target_type:
+            cond.append(r.c.target_type == inc.target_type)
+        by_type: dict[str, set[str]] = {}
+        for rt, rid in conn.execute(select(r.c.target_type, r.c.target_id).where(*cond)):
+            by_type.setdefault(rt, set()).add(rid)
+        out: list[Row] = []
+        for rt, rids in by_type.items():
+            stmt = select(t.c.pk, t.c.res_type, t.c.res_id, t.c.content).where(
+                t.c.res_type == rt, t.c.res_id.in_(sorted(rids)), t.c.deleted.is_(False)
             )
-        return [Row(x[0], x[1], x[2], x[3]) for x in conn.execute(stmt)]
+            out += [Row(x[0], x[1], x[2], x[3]) for x in conn.execute(stmt)]
+        return out
