@@ -1,0 +1,25 @@
+"""`make bench`: every benchmark, one after the other (never two heavy jobs at once on a 2-core machine)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SCRIPTS = [
+    ["bench_finess_import.py"],
+    ["bench_search.py", "--repeat", "20"],
+]
+
+
+def main() -> int:
+    failed = 0
+    for script in SCRIPTS:
+        print(f"\n=== {' '.join(script)} ===", flush=True)
+        failed |= subprocess.call([sys.executable, str(HERE / script[0]), *script[1:]])
+    return failed
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
