@@ -16,6 +16,8 @@ import pytest
 from pyproj import Transformer
 from sqlalchemy import Engine, func, select
 
+from ror.db import migrate
+from ror.db.engine import is_sqlite, make_engine
 from ror.db.tables import import_run, resource
 from ror.directory import ids
 from ror.directory.finess import FinessReport, crs_of, departement_of_finess, import_finess
@@ -89,12 +91,31 @@ OVERSEAS = {"970200028": "972", "970300026": "973", "970400024": "974"}  # CH Lo
 
 
 @pytest.fixture(scope="module")
-def national(engine: Engine, reference_dir: Path, geography: Geography) -> NationalRun:
-    """The whole national file imported, then imported again (the heavy part of this module, done once)."""
-    truncate_store(engine)
-    store = ResourceStore(engine, region_of=geography.region_of_commune)
-    first = import_finess(store, reference_dir / NATIONAL, geography=geography)
-    second = import_finess(store, reference_dir / NATIONAL, geography=geography)
+def national_engine(engine: Engine, reference_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """The database of the national import. On SQLite a database of its own: emptying 237,750 resources and
+    3.5 M index rows afterwards (the `store` fixture) would cost more than the import; on PostgreSQL the test
+    database, truncated before and after."""
+    if not is_sqlite(engine):
+        truncate_store(engine)
+        yield engine
+        truncate_store(engine)
+        return
+    own = make_engine(f"sqlite:///{tmp_path_factory.mktemp('national') / 'national.db'}")
+    migrate.upgrade(own)
+    load_geography(own, reference_dir / "geo")
+    yield own
+    own.dispose()
+
+
+@pytest.fixture(scope="module")
+def national(national_engine: Engine, reference_dir: Path, geography: Geography) -> NationalRun:
+    """The whole national file imported, then imported again (the heavy part of this module, done once).
+    `geography` makes sure the geography is loaded in the test database (PostgreSQL case)."""
+    engine = national_engine
+    geo = Geography(engine)
+    store = ResourceStore(engine, region_of=geo.region_of_commune)
+    first = import_finess(store, reference_dir / NATIONAL, geography=geo)
+    second = import_finess(store, reference_dir / NATIONAL, geography=geo)
     keys = [("Organization", "eg-010000024"), ("Location", "eg-010000024-adr"), ("Organization", "ej-010780054")]
     keys += [("Location", ids.eg_address_location_id(et)) for et in OVERSEAS]
     with engine.connect() as c:
@@ -111,6 +132,7 @@ def national(engine: Engine, reference_dir: Path, geography: Geography) -> Natio
 
 
 # --- the national flat file -----------------------------------------------------------------------------------
+@pytest.mark.national
 def test_national_import_counts_and_idempotency(national: NationalRun) -> None:
     first, second = national.first, national.second
     assert (first.format, first.rows_read, first.extraction_date) == ("flat", 95_333, "2021-01-08")
@@ -128,6 +150,7 @@ def test_national_import_counts_and_idempotency(national: NationalRun) -> None:
     assert all(r.finished is not None and r.errors == 0 for r in national.runs)
 
 
+@pytest.mark.national
 def test_national_eg_organization(national: NationalRun) -> None:
     eg = national.samples["eg-010000024"]
     assert eg is not None
@@ -155,6 +178,7 @@ def test_national_eg_organization(national: NationalRun) -> None:
     assert period["valuePeriod"] == {"start": "1979-02-13"}
 
 
+@pytest.mark.national
 def test_national_ej_and_location(national: NationalRun) -> None:
     ej = national.samples["ej-010780054"]
     assert ej is not None
@@ -172,6 +196,7 @@ def test_national_ej_and_location(national: NationalRun) -> None:
     assert loc["position"] == {"longitude": 5.208596, "latitude": 46.222745}
 
 
+@pytest.mark.national
 @pytest.mark.parametrize(("finess", "territory"), sorted(OVERSEAS.items()))
 def test_national_overseas_positions_land_in_their_territory(
     national: NationalRun, finess: str, territory: str
@@ -236,13 +261,16 @@ def _to_xy(epsg: int, lat: float, lon: float) -> tuple[float, float]:
     return round(x, 1), round(y, 1)
 
 
-def _structureet(et: str, ej: str, name: str, commune: str, dep: str, ligne: str, **extra: str) -> list[str]:
+def _structureet(
+    et: str, ej: str, name: str, commune: str, dep: str, ligne: str, extra: dict[int, str] | None = None
+) -> list[str]:
+    """A 32-field structureet line (docs/data-sources.md §3); `extra` sets fields by index."""
     fields = ["structureet", et, ej, name] + [""] * 28
     fields[12], fields[13], fields[15] = commune, dep, ligne
     fields[18], fields[19], fields[20], fields[21] = "355", "Centre Hospitalier (C.H.)", "1102", "Centres Hospitaliers"
     fields[28], fields[30] = "1979-02-13", "2020-02-04"
-    for index, value in extra.items():
-        fields[int(index[1:])] = value
+    for index, value in (extra or {}).items():
+        fields[index] = value
     return fields
 
 
@@ -263,12 +291,9 @@ def _synthetic_cs1100507() -> bytes:
     x1, y1 = _to_xy(2154, *RENNES)
     x2, y2 = _to_xy(5490, *FORT_DE_FRANCE)
     x3, y3 = _to_xy(2975, *SAINT_PAUL)
-    chu = _structureet(
-        "350000741", "350005179", "CHU PONTCHAILLOU", "238", "35", "35033 RENNES CEDEX 9",
-        f7="2", f8="R", f9="HENRI LE GUILLOUX", f16="0299284321", f18="101",
-        f19="Centre Hospitalier Régional (C.H.R.)", f20="1101", f22="26350579400014", f26="1",
-        f27="Etablissement public de santé",
-    )  # fmt: skip
+    chu_fields = {7: "2", 8: "R", 9: "HENRI LE GUILLOUX", 16: "0299284321", 18: "101", 20: "1101", 22: "26350579400014"}
+    chu_fields |= {19: "Centre Hospitalier Régional (C.H.R.)", 26: "1", 27: "Etablissement public de santé"}
+    chu = _structureet("350000741", "350005179", "CHU PONTCHAILLOU", "238", "35", "35033 RENNES CEDEX 9", chu_fields)
     martinique = _structureet("970200093", "970211199", "CHU DE MARTINIQUE", "209", "9B", "97261 FORT DE FRANCE CEDEX")
     reunion = _structureet("970400999", "970400998", 'LIEU DE VIE "LES TAMARINS"', "415", "9D", "97460 ST PAUL")
     morlaix = _structureet("290000017", "290000009", "HÔPITAL DE MORLAIX", "151", "29", "29672 MORLAIX CEDEX")
@@ -421,14 +446,9 @@ def test_crs_of(source: str, departement: str, epsg: int) -> None:
     assert crs_of(source, departement) == epsg
 
 
-def _iter_lines(data: bytes) -> Iterator[str]:
-    yield from data.decode("cp1252", errors="replace").splitlines()
-
-
-def test_synthetic_file_is_really_mixed_encoding() -> None:
-    data = _synthetic_cs1100507()
-    lines = data.split(b"\n")
+def test_synthetic_file_really_mixes_encodings() -> None:
+    lines = _synthetic_cs1100507().split(b"\n")
     with pytest.raises(UnicodeDecodeError):
         lines[1].decode("utf-8")  # cp1252 "é"
     assert "HÔPITAL" in lines[5].decode("utf-8")
-    assert sum(1 for line in _iter_lines(data) if line.startswith("geolocalisation")) == 4
+    assert sum(1 for line in lines if line.startswith(b"geolocalisation")) == 4

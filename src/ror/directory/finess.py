@@ -23,7 +23,6 @@ from __future__ import annotations
 import csv
 import gc
 import gzip
-import io
 import json
 import math
 import re
@@ -39,7 +38,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from pyproj import Transformer
-from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import insert, update
 
 from ror.db.tables import import_run
@@ -120,6 +119,7 @@ class FinessReport:
     commune_match: dict[str, int] = field(default_factory=dict)  # how the INSEE commune was found -> count
     geolocations: int = 0  # etalab: geolocalisation lines projected to WGS84
     errors: list[tuple[int, str]] = field(default_factory=list)  # (line number, message)
+    aborted: str | None = None  # the exception that stopped the import, if any
     seconds: float = 0.0
 
     def error(self, line: int, message: str) -> None:
@@ -179,22 +179,33 @@ def import_finess(
     if not geo.loaded:
         raise InvalidRequest("the geography is not loaded: run `ror import geo` first")
     report = FinessReport(source=str(source))
-    run_pk = _start_run(store, report)
-    with _local_file(source) as path, _progress_bar(progress) as bar, _gc_paused():
+    importer = _Importer(store, geo, scope or Scope("national"), report, batch_size)
+    with _local_file(source) as path:
         report.format = detect_format(path)
-        task = bar.add_task(f"FINESS {report.format}", total=path.stat().st_size)
-        importer = _Importer(store, geo, scope or Scope("national"), report, batch_size)
-        for est, position in _establishments(path, report):
-            importer.add(est)
-            if importer.pending >= batch_size:
-                importer.flush()
-                _advance(bar, task, position)
-        importer.flush()
-        bar.update(task, completed=path.stat().st_size)
-    report.commune_match = dict(sorted(importer.matches.items()))
-    report.seconds = round(time.perf_counter() - t0, 2)
-    _finish_run(store, run_pk, report)
+        run_pk = _start_run(store, report)
+        try:
+            _import_file(path, importer, progress)
+        except BaseException as exc:
+            report.aborted = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            report.commune_match = dict(sorted(importer.matches.items()))
+            report.seconds = round(time.perf_counter() - t0, 2)
+            _finish_run(store, run_pk, report)
     return report
+
+
+def _import_file(path: Path, importer: _Importer, progress: bool) -> None:
+    size = path.stat().st_size
+    with _progress_bar(progress) as bar, _gc_paused():
+        task = bar.add_task(f"FINESS {importer.report.format}", total=size)
+        for est, position in _establishments(path, importer.report):
+            importer.add(est)
+            if importer.pending >= importer.batch_size:
+                importer.flush()
+                bar.update(task, completed=position)
+        importer.flush()
+        bar.update(task, completed=size)
 
 
 def detect_format(path: Path) -> str:
@@ -243,7 +254,7 @@ def _lines(path: Path) -> Iterator[tuple[BinaryIO, Iterator[bytes]]]:
         f.seek(0)
         if gz:
             with gzip.GzipFile(fileobj=f) as g:
-                yield f, iter(io.BufferedReader(g, buffer_size=1 << 16))  # type: ignore[arg-type]
+                yield f, iter(g)
         else:
             yield f, iter(f)
 
@@ -745,7 +756,3 @@ def _progress_bar(enabled: bool) -> Progress:
         TimeElapsedColumn(),
         disable=not enabled,
     )
-
-
-def _advance(bar: Progress, task: TaskID, position: int) -> None:
-    bar.update(task, completed=position)
