@@ -360,3 +360,66 @@ crisis = Table(
     Column("ended_by", String(200)),
 )
 Index("ix_crisis_active", crisis.c.ended_at, crisis.c.started_at)
+
+# --- bulk export jobs, quality snapshots, offer workflow (migration 0007) ----------------------------------------
+export_job = Table(
+    "export_job",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("status", String(16), nullable=False),  # accepted | in-progress | completed | error | cancelled
+    Column("request_url", Text, nullable=False),
+    Column("params", Text, nullable=False),  # JSON: _type, _typeFilter, _since, ...
+    Column("profile", Integer, nullable=False),  # access profile of the requester, applied to every line
+    Column("caller", String(200)),
+    Column("transaction_time", DateTime, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Column("progress", Integer, nullable=False, default=0),  # resources written so far
+    Column("output", Text),  # JSON list of {type, url, count}
+    Column("error", Text),
+)
+Index("ix_export_job_status", export_job.c.status, export_job.c.created_at)
+
+quality_indicator = Table(
+    "quality_indicator",
+    metadata,
+    Column("pk", PK, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),  # rule | population
+    Column("period", String(10), nullable=False),  # 2026-W48 (rules, weekly) | 2026-Q4 (population)
+    Column("code", String(32), nullable=False),  # rule id, or population state
+    Column("territory_kind", String(16), nullable=False),  # nation | region | departement
+    Column("territory_code", String(8), nullable=False),
+    Column("value", Integer, nullable=False),
+    Column("computed_at", DateTime, nullable=False),
+    UniqueConstraint("kind", "period", "code", "territory_kind", "territory_code", name="uq_quality_indicator"),
+)
+
+offer_change = Table(
+    "offer_change",
+    metadata,
+    Column("pk", PK, primary_key=True, autoincrement=True),
+    Column("res_type", String(40), nullable=False),
+    Column("res_id", String(64), nullable=False),
+    Column("establishment", String(9)),  # FINESS EG whose rights govern the change
+    Column("status", String(16), nullable=False),  # brouillon | soumis | valide | publie | rejete
+    Column("content", Text, nullable=False),  # the proposed FHIR resource (JSON)
+    Column("base_version", Integer),  # published version the draft started from (None for a creation)
+    Column("created_by", String(200), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)
+Index("ix_offer_change_status", offer_change.c.status, offer_change.c.updated_at)
+Index("ix_offer_change_resource", offer_change.c.res_type, offer_change.c.res_id)
+
+offer_change_transition = Table(
+    "offer_change_transition",
+    metadata,
+    Column("pk", PK, primary_key=True, autoincrement=True),
+    Column("change_pk", PK, ForeignKey("offer_change.pk", ondelete="CASCADE"), nullable=False),
+    Column("from_status", String(16)),
+    Column("to_status", String(16), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("at", DateTime, nullable=False),
+    Column("comment", Text),
+)
+Index("ix_offer_change_transition_change", offer_change_transition.c.change_pk)
