@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from sqlalchemy import Engine, func, select
 
+from ror.cli_pilotage import quality_app, report_app
 from ror.config import get_settings
 from ror.db import migrate
 from ror.db.database import analyze, get_engine, resource_count
@@ -29,6 +30,8 @@ clients_app = typer.Typer(help="API clients (third-party programs): OAuth2 clien
 app.add_typer(clients_app, name="clients")
 users_app = typer.Typer(help="People (web application accounts): roles, passwords, disable", no_args_is_help=True)
 app.add_typer(users_app, name="users")
+app.add_typer(report_app, name="report")
+app.add_typer(quality_app, name="quality")
 console = Console(stderr=True)
 
 

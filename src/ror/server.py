@@ -21,6 +21,7 @@ from ror.fhir.auth import router as oauth_router
 from ror.fhir.batch import router as batch_router
 from ror.fhir.capacity import router as capacity_router
 from ror.fhir.crisis import router as crisis_router
+from ror.fhir.reports import router as reports_router
 from ror.fhir.stream import router as stream_router
 from ror.services import Services
 from ror.web import install_web
@@ -47,6 +48,7 @@ def create_app(
     capacity_stream.install(engine, app.state.capacity_broker)
     app.include_router(stream_router)
     app.include_router(crisis_router)
+    app.include_router(reports_router)  # before the generic /fhir/{type}/{id} routes
     app.include_router(fhir_router(), prefix="/fhir")
     install_web(app)  # web pages for people: /, /connexion, /recherche, /unites, /etablissements, /tableau-de-bord
 
