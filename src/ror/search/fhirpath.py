@@ -1,7 +1,8 @@
 """A small FHIRPath subset, enough to extract search values from the SearchParameter expressions we declare.
 
 Supported: `Type.path.to.element`, choice elements (`value` finds `valueCodeableConcept`, `valueInteger`…),
-`extension('url')`, `where(name='literal')` (several conditions joined by `and`), and unions with `|`.
+`extension('url')`, `where(name='literal')` or `where(path.to.name='literal')` (several conditions joined by
+`and`), and unions with `|`.
 Anything else raises ValueError at registry load time, so a bad declaration fails loudly, not silently."""
 
 from __future__ import annotations
@@ -20,25 +21,38 @@ _TOKEN = re.compile(
     )\s*""",
     re.X,
 )
-_COND = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*'([^']*)'\s*")
+_COND = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_.]*)\s*=\s*'([^']*)'\s*")
+
+
+# FHIR R4 choice elements (`name[x]`) reachable from our expressions: only these names fall back to a scan of
+# the node's keys (`value` finds `valueCodeableConcept`, `valueInteger`…); any other absent name is a plain miss.
+CHOICE_NAMES = frozenset(
+    {"value", "effective", "onset", "abatement", "occurrence", "deceased", "multipleBirth", "timing", "serviced"}
+    | {"product", "medication", "item", "born", "age", "performed", "answer", "defaultValue", "fixed", "pattern"}
+)
+
+
+def _choice(node: dict[str, Any], name: str) -> Any:
+    for key, v in node.items():
+        if key.startswith(name) and len(key) > len(name) and key[len(name)].isupper():
+            return v
+    return None
 
 
 def _children(nodes: Iterable[Any], name: str) -> list[Any]:
+    choice = name in CHOICE_NAMES
     out: list[Any] = []
     for node in nodes:
-        if not isinstance(node, dict):
+        if type(node) is not dict:
             continue
-        if name in node:
-            value = node[name]
-        else:  # choice type: value -> valueX
-            value = None
-            for key, v in node.items():
-                if key.startswith(name) and len(key) > len(name) and key[len(name)].isupper():
-                    value = v
-                    break
+        value = node.get(name)
+        if value is None:
+            if not choice:
+                continue
+            value = _choice(node, name)
             if value is None:
                 continue
-        if isinstance(value, list):
+        if type(value) is list:
             out.extend(value)
         else:
             out.append(value)
@@ -75,8 +89,13 @@ def _where(args: str) -> Step:
             raise ValueError(f"unsupported where() condition: {part!r}")
         conds.append((m.group(1), m.group(2)))
 
+    def holds(node: dict[str, Any], key: str, value: str) -> bool:
+        if "." not in key:
+            return node.get(key) == value
+        return value in evaluate(node, key)  # a relative path such as coding.system
+
     def step(nodes: list[Any]) -> list[Any]:
-        return [n for n in nodes if isinstance(n, dict) and all(n.get(k) == v for k, v in conds)]
+        return [n for n in nodes if isinstance(n, dict) and all(holds(n, k, v) for k, v in conds)]
 
     return step
 
@@ -85,7 +104,13 @@ def _extension(args: str) -> Step:
     url = args.strip().strip("'")
 
     def step(nodes: list[Any]) -> list[Any]:
-        return [e for e in _children(nodes, "extension") if isinstance(e, dict) and e.get("url") == url]
+        out: list[Any] = []
+        for node in nodes:
+            if type(node) is dict:
+                for e in node.get("extension") or ():
+                    if type(e) is dict and e.get("url") == url:
+                        out.append(e)
+        return out
 
     return step
 
@@ -125,11 +150,16 @@ def compile_path(expr: str) -> tuple[str | None, tuple[Step, ...]]:
     return root, tuple(steps)
 
 
+@lru_cache(maxsize=1024)
+def compile_union(expr: str) -> tuple[tuple[str | None, tuple[Step, ...]], ...]:
+    """Compile a `|` union once: evaluate() is called millions of times on the same few expressions."""
+    return tuple(compile_path(sub) for sub in _split_top(expr, "|"))
+
+
 def evaluate(resource_or_node: Any, expr: str) -> list[Any]:
     """Evaluate `expr` (possibly a `|` union) on a resource (absolute paths) or a node (relative paths)."""
     out: list[Any] = []
-    for sub in _split_top(expr, "|"):
-        root, steps = compile_path(sub)
+    for root, steps in compile_union(expr):
         if (
             root not in (None, "Resource")
             and isinstance(resource_or_node, dict)
