@@ -25,6 +25,17 @@ def _default_reference_dir() -> Path | None:
     return None
 
 
+def _default_export_dir() -> Path:
+    """`ROR_EXPORT_DIR`, else `exports/` next to the SQLite database file (or in the working directory)."""
+    env = os.environ.get("ROR_EXPORT_DIR")
+    if env:
+        return Path(env)
+    url = os.environ.get("ROR_DATABASE_URL", DEFAULT_DATABASE_URL)
+    if url.startswith("sqlite:///") and not url.endswith(":memory:"):
+        return Path(url[len("sqlite:///") :]).parent / "exports"
+    return Path("exports")
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = field(default_factory=lambda: os.environ.get("ROR_DATABASE_URL", DEFAULT_DATABASE_URL))
@@ -33,6 +44,7 @@ class Settings:
     host: str = field(default_factory=lambda: os.environ.get("ROR_HOST", "127.0.0.1"))
     port: int = field(default_factory=lambda: int(os.environ.get("ROR_PORT", "8000")))
     demo_scope: str = field(default_factory=lambda: os.environ.get("ROR_DEMO_SCOPE", "region:53"))
+    export_dir: Path = field(default_factory=_default_export_dir)  # bulk $export files and open-data CSV
 
     @property
     def fhir_base(self) -> str:

@@ -21,6 +21,7 @@ from ror.fhir.auth import router as oauth_router
 from ror.fhir.batch import router as batch_router
 from ror.fhir.capacity import router as capacity_router
 from ror.fhir.crisis import router as crisis_router
+from ror.fhir.export import install_export
 from ror.fhir.reports import router as reports_router
 from ror.fhir.stream import router as stream_router
 from ror.services import Services
@@ -50,6 +51,7 @@ def create_app(
     app.include_router(crisis_router)
     app.include_router(reports_router)  # before the generic /fhir/{type}/{id} routes
     app.include_router(fhir_router(), prefix="/fhir")
+    install_export(app)  # bulk $export runner: started with the server, resumes unfinished jobs
     install_web(app)  # web pages for people: /, /connexion, /recherche, /unites, /etablissements, /tableau-de-bord
 
     @app.get("/health", include_in_schema=False)

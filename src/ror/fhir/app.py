@@ -9,9 +9,9 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ror.errors import Issue, RorError
-from ror.fhir import read, search, terminology
+from ror.fhir import export, read, search, terminology
 from ror.fhir.capability import capability_statement
-from ror.fhir.common import base_url, services
+from ror.fhir.common import RESOURCE_TYPES, base_url, services
 from ror.fhir.responses import FhirResponse, outcome_response
 
 log = logging.getLogger("ror.fhir")
@@ -49,9 +49,12 @@ def fhir_router() -> APIRouter:
                 search_includes=INCLUDES,
                 search_revincludes=REVINCLUDES,
                 extra_interactions={"Location": ("patch",)},
+                operations=[export.OPERATION],
+                resource_operations={rt: [export.OPERATION] for rt in RESOURCE_TYPES},
             )
         )
 
+    router.include_router(export.router)  # before /{type}/{id}: $export, $export-poll-status, $export-file
     router.include_router(terminology.router)
     router.include_router(search.router)
     router.include_router(read.router)

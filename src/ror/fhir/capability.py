@@ -29,6 +29,7 @@ def capability_statement(
     search_params: bool = True,
     operations: list[dict[str, str]] | None = None,
     extra_interactions: dict[str, tuple[str, ...]] | None = None,
+    resource_operations: dict[str, list[dict[str, str]]] | None = None,
 ) -> dict[str, Any]:
     resources = []
     for rt in RESOURCE_TYPES:
@@ -66,6 +67,8 @@ def capability_statement(
                 entry["searchInclude"] = search_includes[rt]
             if search_revincludes and rt in search_revincludes:
                 entry["searchRevInclude"] = search_revincludes[rt]
+        if resource_operations and rt in resource_operations:
+            entry["operation"] = resource_operations[rt]
         resources.append(entry)
     rest: dict[str, Any] = {
         "mode": "server",
