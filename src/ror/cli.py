@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from sqlalchemy import Engine, func, select
 
+from ror.cli_export import export_app
 from ror.cli_pilotage import quality_app, report_app
 from ror.config import get_settings
 from ror.db import migrate
@@ -32,6 +33,7 @@ users_app = typer.Typer(help="People (web application accounts): roles, password
 app.add_typer(users_app, name="users")
 app.add_typer(report_app, name="report")
 app.add_typer(quality_app, name="quality")
+app.add_typer(export_app, name="export")
 console = Console(stderr=True)
 
 

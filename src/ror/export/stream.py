@@ -58,33 +58,39 @@ def type_condition(
     return where
 
 
-def iter_rows(conn: Connection, where: ColumnElement[bool], outer: Any, batch: int = BATCH) -> Iterator[list[Any]]:
-    """Keyset batches of (pk, res_type, res_id, content) rows in pk order."""
-    last = 0
+def iter_rows(
+    conn: Connection, where: ColumnElement[bool], outer: Any, batch: int = BATCH, key: str = "pk"
+) -> Iterator[list[Any]]:
+    """Keyset batches of (pk, res_type, res_id, content) rows in `key` order (pk, or res_id within one type)."""
+    col = outer.c[key]
+    last: Any = None
     while True:
-        rows = conn.execute(
-            select(outer.c.pk, outer.c.res_type, outer.c.res_id, outer.c.content)
-            .where(where, outer.c.pk > last)
-            .order_by(outer.c.pk)
-            .limit(batch)
-        ).all()
+        stmt = select(outer.c.pk, outer.c.res_type, outer.c.res_id, outer.c.content).where(where)
+        if last is not None:
+            stmt = stmt.where(col > last)
+        rows = conn.execute(stmt.order_by(col).limit(batch)).all()
         if not rows:
             return
         yield rows
-        last = rows[-1][0]
+        last = rows[-1][0 if key == "pk" else 2]
 
 
-def visible_lines(conn: Connection, rows: list[Any], profile: Profile) -> list[bytes]:
-    """The ndjson lines of `rows` as `profile` may see them (hidden resources are left out)."""
-    if profile == Profile.ALL:
-        return [r[3].encode() if isinstance(r[3], str) else orjson.dumps(r[3]) for r in rows]
+def visible_resources(conn: Connection, rows: list[Any], profile: Profile) -> list[dict[str, Any]]:
+    """The resources of `rows` as `profile` may see them (hidden resources are left out)."""
     ctx = contexts(conn, [(r[0], r[1], r[2]) for r in rows])
     out = []
     for pk, _rt, _rid, content in rows:
         seen = filter_resource(orjson.loads(content), profile, ctx[pk])
         if seen is not None:
-            out.append(orjson.dumps(seen))
+            out.append(seen)
     return out
+
+
+def visible_lines(conn: Connection, rows: list[Any], profile: Profile) -> list[bytes]:
+    """The ndjson lines of `rows` as `profile` may see them (profile 1 sees the stored content as is)."""
+    if profile == Profile.ALL:
+        return [r[3].encode() if isinstance(r[3], str) else orjson.dumps(r[3]) for r in rows]
+    return [orjson.dumps(r) for r in visible_resources(conn, rows, profile)]
 
 
 class ExportWriter:
