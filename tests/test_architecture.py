@@ -6,7 +6,21 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "ror"
-CORE = ["terminology", "store", "search", "capacity", "access", "quality", "geo", "directory", "db", "reports"]
+CORE = [
+    "terminology",
+    "store",
+    "search",
+    "capacity",
+    "access",
+    "quality",
+    "geo",
+    "directory",
+    "db",
+    "reports",
+    "validation",
+    "write",
+    "workflow",
+]
 CORE += ["export"]  # bulk export and open data
 CORE += ["reporting"]  # DGOS daily report
 ADAPTERS = ("ror.fhir", "ror.web", "ror.cli", "ror.server")

@@ -13,6 +13,8 @@ from ror.geo.service import Geography
 from ror.search.registry import Registry, default_registry
 from ror.store import ResourceStore
 from ror.terminology.service import Terminology
+from ror.validation import Validator
+from ror.write.service import WriteService
 
 
 @dataclass
@@ -40,3 +42,11 @@ class Services:
         store = ResourceStore(self.engine, self.registry, region_of=self.geography.region_of_commune)
         capacity_projection.install(store)
         return store
+
+    @cached_property
+    def validator(self) -> Validator:
+        return Validator(self.engine, self.terminology, self.geography)
+
+    @cached_property
+    def writes(self) -> WriteService:
+        return WriteService(self.store, self.validator)

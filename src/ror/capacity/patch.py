@@ -19,6 +19,7 @@ from typing import Any
 from ror.capacity.model import CAPACITY_URL, CODED, Indicator, parse_indicator
 from ror.capacity.rules import BusinessRuleError
 from ror.errors import InvalidRequest, Issue, NotFound
+from ror.write.fhirpath_patch import raw_operations
 
 CAP_PATH = f"Location.extension.where(url='{CAPACITY_URL}')"
 _WHERE_SUB = re.compile(r"^Location\.extension\.where\((?P<cond>.*)\)\.extension\.where\(url='(?P<sub>\w+)'\)$")
@@ -114,28 +115,37 @@ def _extensions_from_value(part: dict[str, Any]) -> list[Any]:
 
 
 def parse_parameters(body: Any) -> list[Operation]:
-    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
-        raise InvalidRequest(
-            "the PATCH body must be a FHIR Parameters resource (FHIRPath Patch)", expression="Parameters"
-        )
     ops: list[Operation] = []
-    for i, param in enumerate(body.get("parameter") or []):
-        where = f"Parameters.parameter[{i}]"
-        if param.get("name") != "operation":
-            raise InvalidRequest(f"{where}: only 'operation' parameters are accepted", expression=where)
-        parts = {p.get("name"): p for p in param.get("part") or []}
-        op_type = (parts.get("type") or {}).get("valueString") or (parts.get("type") or {}).get("valueCode")
-        path = (parts.get("path") or {}).get("valueString")
-        if op_type not in ("add", "replace", "delete") or not isinstance(path, str):
+    for raw in raw_operations(body):
+        where = raw.where
+        if raw.type not in ("add", "replace", "delete") or raw.path is None:
             raise InvalidRequest(f"{where}: needs type add|replace|delete and a path", expression=f"{where}.part")
-        value_part = parts.get("value") or parts.get("valueInteger") or {}
+        value_part = raw.parts.get("value") or raw.parts.get("valueInteger") or {}
         values = _extensions_from_value(value_part) if value_part else []
-        if op_type != "delete" and not values:
+        if raw.type != "delete" and not values:
             raise InvalidRequest(f"{where}: no value given", expression=f"{where}.part")
-        ops.append(Operation(op_type, path, parse_path(path), values))
-    if not ops:
-        raise InvalidRequest("no operation in the Parameters body", expression="Parameters.parameter")
+        ops.append(Operation(raw.type, raw.path, parse_path(raw.path), values))
     return ops
+
+
+def is_capacity_patch(body: Any) -> bool:
+    """Whether a FHIRPath Patch body only touches the capacity indicators (the feeder protocol): every path is
+    the bare `Location` (adding indicators) or starts with the capacity extension selector."""
+    try:
+        ops = raw_operations(body)
+    except InvalidRequest:
+        return False
+    for raw in ops:
+        path = (raw.path or "").strip()
+        if path == "Location":
+            if raw.type != "add" or (raw.parts.get("name") or {}).get("valueString") not in (None, "extension"):
+                return False
+            values = _extensions_from_value(raw.parts.get("value") or {})
+            if not values or any(not isinstance(v, dict) or v.get("url") != CAPACITY_URL for v in values):
+                return False
+        elif not path.startswith(CAP_PATH[:-1]):
+            return False
+    return True
 
 
 def _not_found(sel: Selector) -> NotFound:

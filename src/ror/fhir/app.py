@@ -9,14 +9,23 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ror.errors import Issue, RorError
-from ror.fhir import export, read, search, terminology
+from ror.fhir import export, read, search, terminology, write
 from ror.fhir.capability import capability_statement
 from ror.fhir.common import RESOURCE_TYPES, base_url, services
 from ror.fhir.responses import FhirResponse, outcome_response
 
 log = logging.getLogger("ror.fhir")
 
-INTERACTIONS: tuple[str, ...] = ("read", "vread", "history-instance", "search-type")
+INTERACTIONS: tuple[str, ...] = (
+    "read",
+    "vread",
+    "history-instance",
+    "search-type",
+    "create",
+    "update",
+    "patch",
+    "delete",
+)
 INCLUDES = {
     "HealthcareService": [
         "HealthcareService:organization",
@@ -48,7 +57,6 @@ def fhir_router() -> APIRouter:
                 interactions=INTERACTIONS,
                 search_includes=INCLUDES,
                 search_revincludes=REVINCLUDES,
-                extra_interactions={"Location": ("patch",)},
                 operations=[export.OPERATION],
                 resource_operations={rt: [export.OPERATION] for rt in RESOURCE_TYPES},
             )
@@ -58,6 +66,7 @@ def fhir_router() -> APIRouter:
     router.include_router(terminology.router)
     router.include_router(search.router)
     router.include_router(read.router)
+    router.include_router(write.router)  # POST/PUT/PATCH/DELETE (docs/validation.md)
     return router
 
 

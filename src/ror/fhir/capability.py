@@ -41,6 +41,9 @@ def capability_statement(
             "readHistory": True,
             "updateCreate": True,
             "conditionalRead": "not-supported",
+            "conditionalCreate": "create" in interactions,
+            "conditionalUpdate": "update" in interactions,
+            "conditionalDelete": "not-supported",
         }
         if search_params and "search-type" in interactions:
             params = [{"name": name, "type": t} for name, t in SPECIAL_PARAMS.items()]

@@ -8,8 +8,10 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
+from fastapi.responses import Response
 
 from ror.access.tokens import ANONYMOUS
+from ror.capacity.patch import is_capacity_patch
 from ror.errors import InvalidRequest, Issue
 from ror.fhir.common import http_date, services
 from ror.fhir.read import _visible
@@ -53,7 +55,15 @@ async def _patch(request: Request, location_id: str | None, identifier: str | No
 
 
 @router.patch("/fhir/Location/{location_id}")
-async def patch_location(location_id: str, request: Request) -> FhirResponse:
+async def patch_location(location_id: str, request: Request) -> Response:
+    """Capacity-only FHIRPath Patches go through the feeder protocol; any other Location patch (JSON Patch, other
+    elements) is a generic write (ror.fhir.write)."""
+    from ror.fhir.write import JSON_PATCH, patch_resource  # write.py imports read_json from here
+
+    body = await read_json(request)
+    json_patch = request.headers.get("content-type", "").split(";")[0].strip().lower() == JSON_PATCH
+    if json_patch or not is_capacity_patch(body):
+        return await patch_resource(request, "Location", location_id)
     return await _patch(request, location_id, None)
 
 
