@@ -10,6 +10,7 @@ HERE = Path(__file__).resolve().parent
 SCRIPTS = [
     ["bench_finess_import.py"],
     ["bench_search.py", "--repeat", "20"],
+    ["bench_export.py"],  # full $export + open data of the database bench_search.py leaves behind
 ]
 
 
