@@ -87,6 +87,9 @@ class NationalRun:
     runs: list[Any]
 
 
+# the national import takes minutes (store-bound, see bench/bench_finess_import.py): above the default 600 s
+# timeout on a loaded 2-core machine, so the tests that may trigger it get more room
+HEAVY = pytest.mark.timeout(1800)
 OVERSEAS = {"970200028": "972", "970300026": "973", "970400024": "974"}  # CH Lorrain, CH Cayenne, CHU Félix Guyon
 
 
@@ -133,6 +136,7 @@ def national(national_engine: Engine, reference_dir: Path, geography: Geography)
 
 # --- the national flat file -----------------------------------------------------------------------------------
 @pytest.mark.national
+@HEAVY
 def test_national_import_counts_and_idempotency(national: NationalRun) -> None:
     first, second = national.first, national.second
     assert (first.format, first.rows_read, first.extraction_date) == ("flat", 95_333, "2021-01-08")
@@ -151,6 +155,7 @@ def test_national_import_counts_and_idempotency(national: NationalRun) -> None:
 
 
 @pytest.mark.national
+@HEAVY
 def test_national_eg_organization(national: NationalRun) -> None:
     eg = national.samples["eg-010000024"]
     assert eg is not None
@@ -179,6 +184,7 @@ def test_national_eg_organization(national: NationalRun) -> None:
 
 
 @pytest.mark.national
+@HEAVY
 def test_national_ej_and_location(national: NationalRun) -> None:
     ej = national.samples["ej-010780054"]
     assert ej is not None
@@ -197,6 +203,7 @@ def test_national_ej_and_location(national: NationalRun) -> None:
 
 
 @pytest.mark.national
+@HEAVY
 @pytest.mark.parametrize(("finess", "territory"), sorted(OVERSEAS.items()))
 def test_national_overseas_positions_land_in_their_territory(
     national: NationalRun, finess: str, territory: str

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import orjson
 import pytest
 from sqlalchemy import select
 
@@ -104,3 +105,20 @@ def test_parse_etag() -> None:
     assert parse_etag(None) is None
     with pytest.raises(InvalidRequest):
         parse_etag("abc")
+
+
+def test_every_version_keeps_its_content_through_update_delete_and_recreate(store: ResourceStore) -> None:
+    """The current version's content lives once (resource.content); superseded versions keep theirs."""
+    first = store.create({"resourceType": "Organization", "name": "v1"})
+    rid = first.res_id
+    store.update("Organization", rid, {"resourceType": "Organization", "id": rid, "name": "v2"})
+    store.delete("Organization", rid)
+    store.update("Organization", rid, {"resourceType": "Organization", "id": rid, "name": "v4"})
+    store.bulk_upsert([{"resourceType": "Organization", "id": rid, "name": "v5"}])
+    names = {v: orjson.loads(store.vread("Organization", rid, v).content)["name"] for v in (1, 2, 4, 5)}
+    assert names == {1: "v1", 2: "v2", 4: "v4", 5: "v5"}
+    with pytest.raises(Gone):
+        store.vread("Organization", rid, 3)
+    history = store.history("Organization", rid)
+    assert [h.version_id for h in history] == [5, 4, 3, 2, 1]
+    assert [orjson.loads(h.content).get("name") for h in history] == ["v5", "v4", None, "v2", "v1"]

@@ -10,6 +10,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
+from ror.db.tables import ensure_indexes
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
@@ -26,6 +28,8 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
+        if revision == "head":
+            ensure_indexes(conn)  # repairs an interrupted bulk load (ResourceStore.bulk_load)
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -3,6 +3,8 @@ is a new migration, never an edit of a released one."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -53,7 +55,8 @@ resource_version = Table(
     Column("deleted", Boolean, nullable=False, default=False),
     Column("method", String(10), nullable=False),  # POST/PUT/PATCH/DELETE/IMPORT
     Column("author", String(200)),
-    Column("content", Text, nullable=False),
+    # NULL for the current version, whose content is resource.content (migration 0008): written once
+    Column("content", Text),
     PrimaryKeyConstraint("resource_pk", "version_id", name="pk_resource_version"),
 )
 Index("ix_resource_version_updated", resource_version.c.last_updated)
@@ -136,6 +139,17 @@ idx_geo = Table(
 Index("ix_idx_geo_latlon", idx_geo.c.lat, idx_geo.c.lon)
 
 INDEX_TABLES = (idx_token, idx_string, idx_number, idx_quantity, idx_date, idx_reference, idx_geo)
+# Indexes a bulk load into an empty store drops and rebuilds (ResourceStore.bulk_load): none is unique, so
+# dropping them cannot let bad data in; the store's own lookups (resource unique key) are kept.
+BULK_DROPPABLE_INDEXES = tuple(
+    ix for t in (*INDEX_TABLES, resource_version) for ix in sorted(t.indexes, key=lambda i: str(i.name))
+)
+
+
+def ensure_indexes(conn: Any) -> None:
+    """Create any droppable index that is missing (after an interrupted bulk load)."""
+    for ix in BULK_DROPPABLE_INDEXES:
+        ix.create(conn, checkfirst=True)
 
 # --- terminology (NOS) ----------------------------------------------------------------------------------------
 code_system = Table(

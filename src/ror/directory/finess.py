@@ -39,9 +39,10 @@ from typing import Any, BinaryIO
 
 from pyproj import Transformer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
-from sqlalchemy import insert, update
+from sqlalchemy import Engine, insert, update
 
-from ror.db.tables import import_run
+from ror.db.engine import is_sqlite
+from ror.db.tables import INDEX_TABLES, import_run, resource, resource_version
 from ror.directory import ids
 from ror.directory.scope import Scope
 from ror.errors import InvalidRequest
@@ -184,7 +185,8 @@ def import_finess(
         report.format = detect_format(path)
         run_pk = _start_run(store, report)
         try:
-            _import_file(path, importer, progress)
+            with store.bulk_load():
+                _import_file(path, importer, progress)
         except BaseException as exc:
             report.aborted = f"{type(exc).__name__}: {exc}"
             raise
@@ -197,6 +199,7 @@ def import_finess(
 
 def _import_file(path: Path, importer: _Importer, progress: bool) -> None:
     size = path.stat().st_size
+    importer.statistics.analyze()
     with _progress_bar(progress) as bar, _gc_paused():
         task = bar.add_task(f"FINESS {importer.report.format}", total=size)
         for est, position in _establishments(path, importer.report):
@@ -206,6 +209,7 @@ def _import_file(path: Path, importer: _Importer, progress: bool) -> None:
                 bar.update(task, completed=position)
         importer.flush()
         bar.update(task, completed=size)
+    importer.statistics.at_end(importer.written)
 
 
 def detect_format(path: Path) -> str:
@@ -631,6 +635,7 @@ class _Importer:
         self.matches: Counter[str] = Counter()
         self.seen_et: dict[str, int] = {}  # FINESS ET -> line, to report duplicates
         self.seen_ej: set[str] = set()  # each EJ is written once, with its first EG's region
+        self.statistics = _Statistics(store.engine)
         self.ej: list[dict[str, Any]] = []
         self.eg: list[dict[str, Any]] = []
         self.locations: list[dict[str, Any]] = []
@@ -697,6 +702,44 @@ class _Importer:
             self.report.eg.add(self.store.bulk_upsert(self.eg, author=AUTHOR, conn=conn))
             self.report.locations.add(self.store.bulk_upsert(self.locations, author=AUTHOR, conn=conn))
         self.ej, self.eg, self.locations = [], [], []
+        self.statistics.after_write(self.written)
+
+    @property
+    def written(self) -> int:
+        return sum(c.created + c.updated for c in (self.report.ej, self.report.eg, self.report.locations))
+
+
+class _Statistics:
+    """Keeps PostgreSQL's planner statistics of the store tables fresh during a bulk load.
+
+    The store looks resources up by `res_type = … AND res_id IN (…)`. With stale statistics (a table that
+    grew from empty within one import, autovacuum off or lagging) PostgreSQL plans that lookup as a scan of
+    every resource of the type through `ix_resource_type_updated`: measured 0.3 s per 900-id lookup at 237 k
+    resources, which made the national import and re-import take more than 10 minutes. ANALYZE (a sample,
+    ~0.1–0.5 s) runs at the start, whenever the rows written since the last one double, and at the end.
+    Nothing to do on SQLite, whose planner uses the unique index regardless."""
+
+    TABLES = ", ".join(t.name for t in (resource, resource_version, *INDEX_TABLES))
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.enabled = not is_sqlite(engine)
+        self.written_at_last = 0
+
+    def analyze(self) -> None:
+        if self.enabled:
+            with self.engine.begin() as c:
+                c.exec_driver_sql(f"ANALYZE {self.TABLES}")
+
+    def after_write(self, written: int) -> None:
+        if written >= max(1000, 2 * self.written_at_last):
+            self.analyze()
+            self.written_at_last = written
+
+    def at_end(self, written: int) -> None:
+        if written > self.written_at_last:
+            self.analyze()
+            self.written_at_last = written
 
 
 @contextmanager

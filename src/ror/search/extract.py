@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
-from ror.search.fhirpath import evaluate
+from ror.search.fhirpath import evaluate, top_level_keys
 from ror.search.normalise import date_range, norm_text
 from ror.search.registry import Registry, SearchParam
 
@@ -21,15 +22,23 @@ def departement_of_commune(code: str) -> str:
 TRANSFORMS = {"departement-of-commune": departement_of_commune}
 
 
+Row = tuple[Any, ...]
+
+
 @dataclass
 class IndexRows:
-    token: list[dict[str, Any]] = field(default_factory=list)
-    string: list[dict[str, Any]] = field(default_factory=list)
-    number: list[dict[str, Any]] = field(default_factory=list)
-    quantity: list[dict[str, Any]] = field(default_factory=list)
-    date: list[dict[str, Any]] = field(default_factory=list)
-    reference: list[dict[str, Any]] = field(default_factory=list)
-    geo: list[dict[str, Any]] = field(default_factory=list)
+    """Index rows as tuples in their table's column order, without the leading `resource_pk` (the store adds
+    it): token (res_type, param, grp, system, code, text), string (…, value, exact), number (…, value),
+    quantity (…, value, system, code), date (…, low, high), reference (…, target_type, target_id, url),
+    geo (res_type, lat, lon). Tuples, not dicts: a national import builds millions of them."""
+
+    token: list[Row] = field(default_factory=list)
+    string: list[Row] = field(default_factory=list)
+    number: list[Row] = field(default_factory=list)
+    quantity: list[Row] = field(default_factory=list)
+    date: list[Row] = field(default_factory=list)
+    reference: list[Row] = field(default_factory=list)
+    geo: list[Row] = field(default_factory=list)
 
 
 def _tokens(value: Any) -> Iterator[tuple[str | None, str | None, str | None]]:
@@ -97,62 +106,58 @@ def _reference(value: Any) -> tuple[str | None, str | None, str | None] | None:
 
 
 def _add(rows: IndexRows, res_type: str, p: SearchParam, value: Any, grp: int | None) -> None:
-    base = {"res_type": res_type, "param": p.code, "grp": grp}
+    code = p.code
     if p.type == "token":
         if p.transform:
             fn = TRANSFORMS[p.transform]
-            for _system, code, _text in _tokens(value):
-                if code:
-                    rows.token.append({**base, "system": None, "code": fn(code), "text": None})
+            for _system, token_code, _text in _tokens(value):
+                if token_code:
+                    rows.token.append((res_type, code, grp, None, fn(token_code), None))
             return
-        for system, code, text in _tokens(value):
-            rows.token.append(
-                {**base, "system": system, "code": code, "text": norm_text(text)[:TEXT_MAX] if text else None}
-            )
-        if p.code == "identifier" and isinstance(value, dict) and value.get("type") and value.get("value"):
-            for system, code, _ in _tokens(value["type"]):  # for identifier:of-type
-                rows.token.append(
-                    {
-                        **base,
-                        "param": "identifier:of-type",
-                        "system": system,
-                        "code": code,
-                        "text": value["value"],
-                    }
-                )
+        append = rows.token.append
+        for system, token_code, text in _tokens(value):
+            append((res_type, code, grp, system, token_code, norm_text(text)[:TEXT_MAX] if text else None))
+        if code == "identifier" and isinstance(value, dict) and value.get("type") and value.get("value"):
+            for system, type_code, _ in _tokens(value["type"]):  # for identifier:of-type
+                append((res_type, "identifier:of-type", grp, system, type_code, value["value"]))
     elif p.type in ("string", "uri"):
         values = [value] if p.type == "uri" else list(_strings(value))
         for s in values:
             if isinstance(s, str) and s:
-                rows.string.append({**base, "value": norm_text(s)[:TEXT_MAX], "exact": s[:TEXT_MAX]})
+                rows.string.append((res_type, code, grp, norm_text(s)[:TEXT_MAX], s[:TEXT_MAX]))
     elif p.type == "number":
         if isinstance(value, int | float) and not isinstance(value, bool):
-            rows.number.append({**base, "value": float(value)})
+            rows.number.append((res_type, code, grp, float(value)))
     elif p.type == "quantity":
         if isinstance(value, dict) and isinstance(value.get("value"), int | float):
-            rows.quantity.append(
-                {
-                    **base,
-                    "value": float(value["value"]),
-                    "system": value.get("system"),
-                    "code": value.get("code") or value.get("unit"),
-                }
-            )
+            unit = value.get("code") or value.get("unit")
+            rows.quantity.append((res_type, code, grp, float(value["value"]), value.get("system"), unit))
     elif p.type == "date":
         for low, high in _dates(value):
-            rows.date.append({**base, "low": low, "high": high})
+            rows.date.append((res_type, code, grp, low, high))
     elif p.type == "reference":
         ref = _reference(value)
         if ref:
-            rows.reference.append({**base, "target_type": ref[0], "target_id": ref[1], "url": ref[2]})
+            rows.reference.append((res_type, code, grp, ref[0], ref[1], ref[2]))
+
+
+@lru_cache(maxsize=128)
+def _plan(registry: Registry, res_type: str) -> tuple[tuple[SearchParam, frozenset[str] | None], ...]:
+    """The parameters extracted for a type, with the top-level keys each needs, computed once per registry:
+    extract runs millions of times during an import and most optional elements are absent."""
+    return tuple(
+        (p, top_level_keys(p.group or p.expression))
+        for p in registry.for_type(res_type).values()
+        if p.type != "special"
+    )
 
 
 def extract(registry: Registry, resource: dict[str, Any]) -> IndexRows:
     """All index rows of one resource (without `resource_pk`, which the store adds)."""
     res_type = resource["resourceType"]
     rows = IndexRows()
-    for p in registry.for_type(res_type).values():
-        if p.type == "special":
+    for p, keys in _plan(registry, res_type):
+        if keys is not None and keys.isdisjoint(resource.keys()):
             continue
         try:
             if p.group:
@@ -168,5 +173,5 @@ def extract(registry: Registry, resource: dict[str, Any]) -> IndexRows:
         pos = resource.get("position") or {}
         lat, lon = pos.get("latitude"), pos.get("longitude")
         if isinstance(lat, int | float) and isinstance(lon, int | float):
-            rows.geo.append({"res_type": res_type, "lat": float(lat), "lon": float(lon)})
+            rows.geo.append((res_type, float(lat), float(lon)))
     return rows
