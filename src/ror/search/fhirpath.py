@@ -156,6 +156,28 @@ def compile_union(expr: str) -> tuple[tuple[str | None, tuple[Step, ...]], ...]:
     return tuple(compile_path(sub) for sub in _split_top(expr, "|"))
 
 
+@lru_cache(maxsize=1024)
+def top_level_keys(expr: str) -> frozenset[str] | None:
+    """The top-level element names an absolute expression can read (`Location.address.city` -> {address},
+    `X.extension('u').value` -> {extension}); None when it cannot be told (relative path, resource root): a
+    resource without any of these keys yields nothing, so extraction can skip the evaluation."""
+    keys: set[str] = set()
+    for sub in _split_top(expr, "|"):
+        parts = _split_path(sub)
+        if len(parts) < 2 or not parts[0][:1].isupper() or parts[0] == "Resource":
+            return None
+        m = _TOKEN.fullmatch(parts[1])
+        if not m:
+            return None
+        if m.group("func"):
+            if m.group("func") != "extension":
+                return None
+            keys.add("extension")
+        else:
+            keys.add(m.group("name"))
+    return frozenset(keys)
+
+
 def evaluate(resource_or_node: Any, expr: str) -> list[Any]:
     """Evaluate `expr` (possibly a `|` union) on a resource (absolute paths) or a node (relative paths)."""
     out: list[Any] = []

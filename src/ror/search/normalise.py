@@ -14,6 +14,8 @@ _DATE = re.compile(
 
 def norm_text(value: str) -> str:
     """Lower case, accents removed, whitespace collapsed: the form string search compares."""
+    if value.isascii():  # most values: NFKD and combining marks cannot change ASCII text
+        return " ".join(value.lower().split())
     decomposed = unicodedata.normalize("NFKD", value)
     stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     return " ".join(stripped.lower().split())
