@@ -268,3 +268,21 @@ def test_cli_writes_the_report(engine: Engine, history: dict[str, datetime], tmp
     )
     assert res.exit_code == 0, res.output
     assert '"MeasureReport"' in fhir.read_text()
+
+
+def test_web_page_and_downloads(http: tuple[TestClient, ClientRegistry], engine: Engine) -> None:
+    from tests.test_quality import web_login
+
+    client, _ = http
+    web_login(client, engine, "viewer")  # profile 2: no operational capacity
+    assert client.get("/rapports/quotidien", params={"date": "2026-11-10"}).status_code == 403
+    web_login(client, engine, "national_admin")
+    page = client.get("/rapports/quotidien", params={"date": "2026-11-10"})
+    assert page.status_code == 200 and "Rapport quotidien" in page.text
+    assert "CHU DE NANTES (440000003)" in page.text and "10/11/2026" in page.text
+    assert 'href="/rapports/quotidien.xlsx?date=2026-11-10"' in page.text
+    csv_r = client.get("/rapports/quotidien.csv", params={"date": "2026-11-10", "region": "52"})
+    assert csv_r.status_code == 200 and "440000003" in csv_r.text and "350000001" not in csv_r.text
+    assert client.get("/rapports/quotidien.xlsx", params={"date": "2026-11-10"}).content[:2] == b"PK"
+    fhir = client.get("/rapports/quotidien.json", params={"date": "2026-11-10"})
+    assert fhir.json()["resourceType"] == "MeasureReport"

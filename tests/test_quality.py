@@ -346,3 +346,45 @@ def test_anomalies_searchable_through_fhir_task_search(client: TestClient) -> No
     assert "ST2" in rules
     region = client.get("/fhir/Task", params={"_tag": f"{REGION_SYSTEM}|53", "_count": "5"}).json()
     assert region["total"] > 10 and len(region["entry"]) == 5
+
+
+# --- web pages ------------------------------------------------------------------------------------------------
+PASSWORD = "correct horse battery staple"
+
+
+def web_login(client: TestClient, engine: Engine, role: str, region: str | None = None) -> None:
+    import re
+
+    from ror.access.people import PersonRegistry
+    from ror.db.tables import person
+
+    with engine.begin() as c:
+        c.execute(person.delete())
+    PersonRegistry(engine).add(f"{role}@ror.invalid", role, role, PASSWORD, [], region)
+    client.cookies.clear()
+    page = client.get("/connexion")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert csrf is not None
+    r = client.post(
+        "/connexion",
+        data={"email": f"{role}@ror.invalid", "password": PASSWORD, "csrf": csrf.group(1)},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303, r.text[:300]
+
+
+def test_quality_pages_for_a_regional_administrator(client: TestClient, engine: Engine) -> None:
+    web_login(client, engine, "viewer")
+    assert client.get("/qualite").status_code == 403
+    web_login(client, engine, "regional_admin", "53")
+    page = client.get("/qualite")
+    assert page.status_code == 200 and "Qualité des données" in page.text
+    assert 'href="/qualite/anomalies?rule=CO4&amp;region=53">2</a> / 5' in page.text
+    drill = client.get("/qualite/anomalies", params={"rule": "CO4", "region": "53"})
+    assert drill.status_code == 200 and "Organization/eg-350000002" in drill.text and "eg-350000001" not in drill.text
+    csv_text = client.get("/qualite/anomalies.csv", params={"rule": "CO4"}).content.decode("utf-8-sig")
+    lines = csv_text.strip().splitlines()
+    assert len(lines) == 3 and lines[0].startswith("règle;") and "355" in csv_text
+    pop = client.get("/qualite/peuplement", params={"departement": "35"})
+    assert pop.status_code == 200 and "CH CONFORME" in pop.text and "En cours" in pop.text
+    assert client.get("/qualite/peuplement", params={"departement": "44"}).status_code == 403  # another région

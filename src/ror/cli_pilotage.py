@@ -66,3 +66,49 @@ def report_daily(
         f"{n.installed if n else 0} installed, {n.available if n else 0} available, "
         f"{n.occupied if n else 0} occupied — {time.perf_counter() - t0:.2f} s"
     )
+
+
+@quality_app.command("run")
+def quality_run(
+    scope: Annotated[str, typer.Option(help="national, region:53, departement:35")] = "national",
+    rule: Annotated[list[str] | None, typer.Option("--rule", help="run only these rules (repeatable)")] = None,
+) -> None:
+    """Run the quality rules: anomalies as RORTask, weekly indicators, population status; prints counts per rule."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from ror.config import get_settings
+    from ror.directory.scope import Scope
+    from ror.quality.engine import run_quality, select_rules
+    from ror.quality.population import STATUS_LABELS
+    from ror.services import Services
+
+    services = Services(_engine())
+    rules = select_rules(rule)
+    with Progress(
+        TextColumn("[progress.description]{task.description}"), BarColumn(), TimeElapsedColumn(), console=console
+    ) as bar:
+        task = bar.add_task("quality rules", total=len(rules))
+
+        def advance(rule_id: str) -> None:
+            bar.update(task, advance=1, description=f"quality rules ({rule_id})")
+
+        run = run_quality(
+            services.store, Scope.parse(scope), get_settings().reference_data, rules=rule, progress=advance
+        )
+    table = Table(title=f"Quality rules — {run.scope}")
+    for col in ("rule", "title", "status", "checked", "anomalies", "seconds"):
+        table.add_column(col, justify="right" if col in ("checked", "anomalies", "seconds") else "left")
+    for r in run.results:
+        status = "ok" if r.status == "ok" else f"not applicable: {r.reason}"
+        table.add_row(r.rule.id, r.rule.title, status, str(len(r.checks)), str(len(r.anomalies)), f"{r.seconds:.2f}")
+    Console().print(table)
+    counts: dict[str, int] = {}
+    for e in run.population:
+        counts[e.status] = counts.get(e.status, 0) + 1
+    console.print(
+        f"tasks: {run.tasks.opened} opened, {run.tasks.updated} updated, {run.tasks.kept} unchanged, "
+        f"{run.tasks.closed} closed — population: "
+        + ", ".join(f"{STATUS_LABELS[k]} {v}" for k, v in sorted(counts.items()))
+        + f" — {run.indicator_rows} indicator rows — {run.seconds:.1f} s"
+    )

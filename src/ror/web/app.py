@@ -10,7 +10,16 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from ror.web import pages_auth, pages_dashboard, pages_entry, pages_opendata, pages_search, pages_unit
+from ror.web import (
+    pages_auth,
+    pages_dashboard,
+    pages_entry,
+    pages_opendata,
+    pages_quality,
+    pages_reports,
+    pages_search,
+    pages_unit,
+)
 from ror.web.render import HERE, render
 from ror.web.session import LoginRequired, WebError
 
@@ -35,6 +44,8 @@ def install_web(app: FastAPI) -> None:
         app.mount("/static/dsfr", StaticFiles(directory=str(dist)), name="dsfr")
     app.mount("/static/web", StaticFiles(directory=str(HERE / "static")), name="web-static")
     for module in (pages_auth, pages_search, pages_unit, pages_entry, pages_dashboard, pages_opendata):
+        app.include_router(module.router)
+    for module in (pages_reports, pages_quality):  # rapport quotidien, qualité des données
         app.include_router(module.router)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
