@@ -402,3 +402,15 @@ def test_round_trip_into_an_empty_store(client: TestClient, data: ResourceStore,
     # the reloaded store answers searches (indexes rebuilt from the files)
     b = client.get("/fhir/Location", params={"_tag": f"{ids.TRE_R30}|52"}).json()
     assert [e["resource"]["id"] for e in b["entry"]] == ["loc-52"]
+
+
+def test_failed_job_reports_an_operation_outcome(data: ResourceStore, engine: Engine, tmp_path: Path) -> None:
+    jobs = JobStore(engine)
+    broken = ExportRequest(types=("Location",), type_filters={"Location": ("no-such-parameter=1",)})  # not validated
+    job = jobs.create(broken, request_url="x", profile=Profile.ALL, caller="anonymous")
+    with TestClient(make_app(engine, tmp_path)) as c:
+        r = wait(c, f"http://testserver/fhir/$export-poll-status?_jobId={job.id}")
+    assert r.status_code == 500 and r.json()["resourceType"] == "OperationOutcome"
+    assert "no-such-parameter" in r.json()["issue"][0]["diagnostics"]
+    failed = jobs.get(job.id)
+    assert failed is not None and failed.status == "error"
