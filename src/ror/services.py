@@ -14,6 +14,7 @@ from ror.search.registry import Registry, default_registry
 from ror.store import ResourceStore
 from ror.terminology.service import Terminology
 from ror.validation import Validator
+from ror.workflow import WorkflowService
 from ror.write.service import WriteService
 
 
@@ -50,3 +51,7 @@ class Services:
     @cached_property
     def writes(self) -> WriteService:
         return WriteService(self.store, self.validator)
+
+    @cached_property
+    def workflow(self) -> WorkflowService:
+        return WorkflowService(self.writes)
