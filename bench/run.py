@@ -11,6 +11,7 @@ SCRIPTS = [
     ["bench_finess_import.py"],
     ["bench_search.py", "--repeat", "20"],
     ["bench_export.py"],  # full $export + open data of the database bench_search.py leaves behind
+    ["bench_quality.py"],  # full quality rule run (twice) + DGOS daily report on the same database
 ]
 
 

@@ -51,11 +51,11 @@ class CAP2(Rule):
         dep = scope.code if scope.kind == "departement" else None
         for u in unit_freshness(data.engine, region=region, departement=dep, at=data.now):
             stale = u.stale(data.now)
-            age = u.age(data.now)
+            # a stable message (no age in hours): a re-run does not rewrite the task while nothing changes
             if u.last_update is None:
                 msg = "aucune disponibilité publiée"
             else:
-                msg = f"dernière disponibilité il y a {int(age.total_seconds() // 3600) if age else 0} h"
+                msg = f"dernière disponibilité publiée le {u.last_update:%Y-%m-%d %H:%M} UTC"
             yield self.check(
                 "Location", u.location_id, u.region, u.departement, not stale, msg if stale else "",
                 error=u.last_update.isoformat() if u.last_update else None,
