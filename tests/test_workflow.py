@@ -3,6 +3,7 @@ seeing only the published version while a draft is in progress."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -219,3 +220,49 @@ def test_pending_for_each_role(services: Services, people: dict[str, Person]) ->
     assert pks("head") == {"brouillons": [draft.pk], "relecture": [], "validation": [reviewed.pk]}
     assert pks("ars_idf") == {"brouillons": [], "relecture": [], "validation": []}
     assert pks("stranger") == {"brouillons": [], "relecture": [], "validation": []}
+
+
+def _login(client: TestClient, email: str) -> None:
+    client.cookies.clear()
+    page = client.get("/connexion")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert csrf
+    r = client.post(
+        "/connexion", data={"email": email, "password": PASSWORD, "csrf": csrf.group(1)}, follow_redirects=False
+    )
+    assert r.status_code == 303, r.text[:300]
+
+
+def _act(client: TestClient, pk: int, action: str, comment: str = "") -> Any:
+    page = client.get(f"/modifications/{pk}")
+    assert f'value="{action}"' in page.text, page.text[:2000]
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert csrf
+    return client.post(
+        f"/modifications/{pk}",
+        data={"csrf": csrf.group(1), "action": action, "commentaire": comment},
+        follow_redirects=False,
+    )
+
+
+def test_pages_a_traiter_and_actions(services: Services, people: dict[str, Person], engine: Engine) -> None:
+    ch = services.workflow.create_draft(people["editor"], FINESS, offer("Offre par les pages"))
+    with TestClient(create_app(engine)) as client:
+        _login(client, "editeur@ch.test")
+        todo = client.get("/a-traiter")
+        assert todo.status_code == 200 and "Offre par les pages" in todo.text
+        assert _act(client, ch.pk, "submit").status_code == 303
+        assert 'data-status="soumis"' in client.get(f"/modifications/{ch.pk}").text
+        assert 'value="review"' not in client.get(f"/modifications/{ch.pk}").text  # not the editor's
+        _login(client, "ars@bretagne.test")
+        assert "Offre par les pages" in client.get("/a-traiter").text
+        refused = _act(client, ch.pk, "reject")  # no comment
+        assert refused.status_code == 409 and "comment" in refused.text
+        assert _act(client, ch.pk, "review", "relu").status_code == 303
+        _login(client, "directeur@ch.test")
+        assert _act(client, ch.pk, "publish").status_code == 303
+        page = client.get(f"/modifications/{ch.pk}").text
+        assert 'data-status="publie"' in page and "relu" in page
+        assert client.get(f"/fhir/HealthcareService/{ch.res_id}").json()["name"] == "Offre par les pages"
+        _login(client, "autre@ch.test")
+        assert client.get(f"/modifications/{ch.pk}").status_code == 403

@@ -19,6 +19,7 @@ from ror.web import (
     pages_reports,
     pages_search,
     pages_unit,
+    pages_workflow,
 )
 from ror.web.render import HERE, render
 from ror.web.session import LoginRequired, WebError
@@ -47,6 +48,7 @@ def install_web(app: FastAPI) -> None:
         app.include_router(module.router)
     for module in (pages_reports, pages_quality):  # rapport quotidien, qualité des données
         app.include_router(module.router)
+    app.include_router(pages_workflow.router)  # /a-traiter, /modifications/{pk} (docs/workflow.md)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def home(request: Request) -> Response:
