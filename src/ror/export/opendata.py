@@ -63,7 +63,8 @@ def public_rows(engine: Engine, parser: QueryParser, res_type: str) -> Iterator[
     search = SearchEngine(engine)
     with engine.connect() as conn, conn.begin():
         outer = resource.alias("r")
-        where = type_condition(outer, res_type, ExportRequest(types=(res_type,)), parser, search, PROFILE)
+        request = ExportRequest(types=(res_type,))
+        where = type_condition(outer, res_type, request, parser, search, PROFILE, key="res_id")
         for rows in iter_rows(conn, where, outer, key="res_id"):
             yield from visible_resources(conn, rows, PROFILE)
 

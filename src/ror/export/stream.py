@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import orjson
-from sqlalchemy import ColumnElement, Connection, Engine, and_, or_, select
+from sqlalchemy import ColumnElement, Connection, Engine, and_, func, or_, select
 
 from ror.access.context import contexts, hide_sensitive
 from ror.access.policy import RULES, Profile, filter_resource
@@ -43,12 +43,21 @@ class _Part:
 
 
 def type_condition(
-    outer: Any, res_type: str, request: ExportRequest, parser: QueryParser, search: SearchEngine, profile: Profile
+    outer: Any,
+    res_type: str,
+    request: ExportRequest,
+    parser: QueryParser,
+    search: SearchEngine,
+    profile: Profile,
+    key: str = "pk",
 ) -> ColumnElement[bool]:
-    """The SQL condition of the resources of `res_type` that the export includes."""
+    """The SQL condition of the resources of `res_type` that the export includes (read in `key` order)."""
     filters = request.filter_items(res_type)
     if filters:
         where = or_(*(search.compiler.where(parser.parse(res_type, items).nodes, outer, res_type) for items in filters))
+    elif search.sqlite and key == "pk":
+        # keyset over pk: keep SQLite on the primary key (through the type index it would sort every batch)
+        where = and_(func.coalesce(outer.c.res_type, "") == res_type, outer.c.deleted.is_(False))
     else:
         where = search.compiler.where([], outer, res_type)
     if request.since is not None:
