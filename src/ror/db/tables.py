@@ -45,6 +45,9 @@ resource = Table(
 )
 Index("ix_resource_type_updated", resource.c.res_type, resource.c.last_updated, resource.c.pk)
 Index("ix_resource_updated", resource.c.last_updated, resource.c.pk)
+# live resources of a type, index-only: counts, pk-ordered pages, _lastUpdated ranges (migration 0009)
+Index("ix_resource_live", resource.c.res_type, resource.c.deleted, resource.c.pk)
+Index("ix_resource_live_updated", resource.c.res_type, resource.c.deleted, resource.c.last_updated, resource.c.pk)
 
 resource_version = Table(
     "resource_version",
