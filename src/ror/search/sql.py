@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, func, not_, or_, select, true
+from sqlalchemy import ColumnElement, and_, exists, false, func, not_, or_, select, true
 from sqlalchemy.sql.selectable import FromClause
 
 from ror.db.tables import (
@@ -63,7 +63,9 @@ class Compiler:
         self.sqlite = sqlite
 
     # -- public ------------------------------------------------------------------------------------------------
-    def where(self, nodes: list[Node], outer: FromClause, res_type: str) -> ColumnElement[bool]:
+    def where(
+        self, nodes: list[Node], outer: FromClause, res_type: str, *, correlated: bool = False
+    ) -> ColumnElement[bool]:
         """The condition for a top-level AND list.
 
         With criteria, SQLite must drive the query from the (small) `pk IN (…)` sets rather than scan every resource
@@ -72,9 +74,11 @@ class Compiler:
         type_test = outer.c.res_type == res_type
         if nodes and self.sqlite:
             type_test = func.coalesce(outer.c.res_type, "") == res_type
-        return and_(type_test, outer.c.deleted.is_(False), self._and(nodes, outer, res_type))
+        return and_(type_test, outer.c.deleted.is_(False), self._and(nodes, outer, res_type, correlated=correlated))
 
-    def _and(self, nodes: list[Node], outer: FromClause, res_type: str) -> ColumnElement[bool]:
+    def _and(
+        self, nodes: list[Node], outer: FromClause, res_type: str, *, correlated: bool = False
+    ) -> ColumnElement[bool]:
         """AND of nodes, where criteria on one `group` (e.g. capacity) must match the same occurrence, and chains
         through the same reference are merged so that their criteria apply to the same target resource."""
         conds: list[ColumnElement[bool]] = []
@@ -91,17 +95,26 @@ class Compiler:
             elif isinstance(node, Chain):
                 chains.setdefault((node.ref.code, node.target_type, node.above), []).append(node)
             elif isinstance(node, BoolNode) and node.op == "and":
-                conds.append(self._and(node.children, outer, res_type))
+                conds.append(self._and(node.children, outer, res_type, correlated=correlated))
+            elif correlated and isinstance(node, Criterion) and node.name == "near":
+                conds.append(self._near(node, outer, correlated=True))
             else:
                 conds.append(self.node(node, outer, res_type))
         for crits in groups.values():
-            if len(crits) == 1:
+            if len(crits) == 1 and not correlated:
                 conds.append(self.node(crits[0], outer, res_type))
             else:
-                conds.append(self._group_exists(crits, outer, res_type))
+                conds.append(self._group_exists(crits, outer, res_type, correlated=correlated))
+        # On SQLite, a chain next to other criteria is checked per candidate (correlated EXISTS) rather than
+        # materialised: "réa beds available now" = 317 offers to check, not the 19k Locations with a free bed.
+        driven = self.sqlite and bool(conds)
         for same in chains.values():
             inner = same[0].inner if len(same) == 1 else BoolNode("and", [c.inner for c in same])
-            conds.append(self._chain(Chain(same[0].ref, same[0].target_type, same[0].above, inner), outer, res_type))
+            chain = Chain(same[0].ref, same[0].target_type, same[0].above, inner)
+            if driven and not chain.above:
+                conds.append(self._chain_exists(chain, outer, res_type))
+            else:
+                conds.append(self._chain(chain, outer, res_type))
         return and_(true(), *conds)
 
     def node(self, node: Node, outer: FromClause, res_type: str) -> ColumnElement[bool]:
@@ -187,6 +200,10 @@ class Compiler:
             return t.c.value.like(f"%{_like_escape(norm)}%", escape="\\")
         if c.modifier == "ends":
             return t.c.value.like(f"%{_like_escape(norm)}", escape="\\")
+        if self.sqlite and norm:
+            # starts-with as a range of the (byte-ordered) index: SQLite's LIKE is case-insensitive and so never
+            # uses an index on a column of the default BINARY collation (values are normalised already).
+            return and_(t.c.value >= norm, t.c.value < norm + "\U0010ffff")
         return t.c.value.like(f"{_like_escape(norm)}%", escape="\\")
 
     @staticmethod
@@ -248,11 +265,18 @@ class Compiler:
             cond = and_(cond, t.c.target_type == target_type)
         return cond
 
-    def _near(self, c: Criterion, outer: FromClause) -> ColumnElement[bool]:
+    def _near(self, c: Criterion, outer: FromClause, *, correlated: bool = False) -> ColumnElement[bool]:
         lat_s, lon_s, km_s = (c.values[0].code or "").split("|")
         lat, lon, km = float(lat_s), float(lon_s), float(km_s)
         g = idx_geo.alias()
         min_lat, max_lat, min_lon, max_lon = bounding_box(lat, lon, km)
+        if correlated:  # one position to test per candidate (idx_geo is keyed by resource_pk)
+            return exists().where(
+                g.c.resource_pk == outer.c.pk,
+                g.c.lat.between(min_lat, max_lat),
+                g.c.lon.between(min_lon, max_lon),
+                distance_sql(lat, lon, g.c.lat, g.c.lon, self.sqlite) <= km,
+            )
         return outer.c.pk.in_(
             select(g.c.resource_pk).where(
                 g.c.lat.between(min_lat, max_lat),
@@ -261,8 +285,10 @@ class Compiler:
             )
         )
 
-    def _group_exists(self, crits: list[Criterion], outer: FromClause, res_type: str) -> ColumnElement[bool]:
-        projected = self._capacity_projection(crits, outer)
+    def _group_exists(
+        self, crits: list[Criterion], outer: FromClause, res_type: str, *, correlated: bool = False
+    ) -> ColumnElement[bool]:
+        projected = self._capacity_projection(crits, outer, correlated=correlated)
         if projected is not None:
             return projected
         aliases = [TABLES[c.type].alias() for c in crits]
@@ -278,7 +304,9 @@ class Compiler:
             ]
         return outer.c.pk.in_(select(first.c.resource_pk).select_from(*aliases).where(*conds))
 
-    def _capacity_projection(self, crits: list[Criterion], outer: FromClause) -> ColumnElement[bool] | None:
+    def _capacity_projection(
+        self, crits: list[Criterion], outer: FromClause, *, correlated: bool = False
+    ) -> ColumnElement[bool] | None:
         """Capacity criteria of one indicator, answered from the typed `capacity` projection (one row per
         indicator, all its codes in columns: one indexed scan instead of a join of index rows — design decision 4).
         None when a criterion has no column there (the generic index join then applies)."""
@@ -300,6 +328,8 @@ class Compiler:
                 else:
                     alts.append(col == v.code)
             conds.append(or_(*alts))
+        if correlated:  # probed per candidate Location (primary-key prefix of the projection)
+            return exists().where(cap.c.location_pk == outer.c.pk, *conds)
         return outer.c.pk.in_(select(cap.c.location_pk).where(*conds))
 
     # -- chains ------------------------------------------------------------------------------------------------
@@ -334,6 +364,19 @@ class Compiler:
                 r.c.target_type == chain.target_type,
                 r.c.target_id.in_(self._targets(chain)),
             )
+        )
+
+    def _chain_exists(self, chain: Chain, outer: FromClause, res_type: str) -> ColumnElement[bool]:
+        """The chain as a correlated EXISTS: the candidate's references, their target, the inner criteria on it."""
+        r = idx_reference.alias()
+        t = resource.alias()
+        return exists().where(
+            r.c.resource_pk == outer.c.pk,
+            r.c.param == chain.ref.code,
+            r.c.target_type == chain.target_type,
+            t.c.res_type == chain.target_type,
+            t.c.res_id == r.c.target_id,
+            self.where([chain.inner], t, chain.target_type, correlated=True),
         )
 
     def _has(self, has: Has, outer: FromClause, res_type: str) -> ColumnElement[bool]:
