@@ -440,3 +440,114 @@ offer_change_transition = Table(
     Column("comment", Text),
 )
 Index("ix_offer_change_transition_change", offer_change_transition.c.change_pk)
+
+# --- regional modules: tension (TES), emergency activity, FHIR subscriptions (migration 0010) ------------------
+tension_declaration = Table(
+    "tension_declaration",
+    metadata,
+    Column("pk", PK, primary_key=True, autoincrement=True),
+    Column("finess", String(9), nullable=False),  # FINESS EG that declares
+    Column("organization_id", String(64), nullable=False),  # its Organization resource id
+    Column("organization_name", String(300)),
+    Column("region", String(3)),
+    Column("departement", String(3)),
+    Column("level", Integer, nullable=False),  # 1..4 (docs/tension.md)
+    Column("previous_level", Integer, nullable=False, default=0),  # level in force just before (0 = normal)
+    Column("reasons", Text, nullable=False, default="[]"),  # JSON list of reason codes
+    Column("actions", Text, nullable=False, default="[]"),  # JSON list of {code, quantity?}
+    Column("comment", Text),
+    Column("started_at", DateTime, nullable=False),
+    Column("ended_at", DateTime),  # None while in force
+    Column("declared_by", String(200), nullable=False),
+    Column("ended_by", String(200)),
+    Column("recorded_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Column("version_id", Integer, nullable=False, default=1),
+)
+Index("ix_tension_establishment", tension_declaration.c.finess, tension_declaration.c.started_at)
+Index("ix_tension_region", tension_declaration.c.region, tension_declaration.c.ended_at)
+
+urgences_report = Table(
+    "urgences_report",
+    metadata,
+    Column("pk", PK, primary_key=True, autoincrement=True),
+    Column("service_id", String(64), nullable=False),  # HealthcareService with care mode 33
+    Column("location_id", String(64)),
+    Column("organization_id", String(64)),
+    Column("finess", String(9)),
+    Column("region", String(3)),
+    Column("departement", String(3)),
+    Column("observed_at", DateTime, nullable=False),  # UTC
+    Column("present", Integer, nullable=False),  # patients present in the department
+    Column("waiting_bed", Integer, nullable=False),  # of whom waiting for a bed (brancards)
+    Column("passages_24h", Integer, nullable=False),  # passages over the 24 h before observed_at
+    Column("source", String(16), nullable=False),  # manual | feed | demo
+    Column("recorded_at", DateTime, nullable=False),
+    Column("recorded_by", String(200)),
+)
+Index("ix_urgences_service", urgences_report.c.service_id, urgences_report.c.observed_at)
+Index("ix_urgences_territory", urgences_report.c.region, urgences_report.c.observed_at)
+
+subscription = Table(
+    "subscription",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("status", String(16), nullable=False),  # requested | active | error | off
+    Column("topic", Text),  # canonical of the topic when the backport form was used
+    Column("criteria", Text, nullable=False),  # Type?param=value&…
+    Column("res_type", String(40), nullable=False),
+    Column("endpoint", Text, nullable=False),
+    Column("headers", Text, nullable=False, default="[]"),  # JSON list of "Name: value"
+    Column("content", String(16), nullable=False),  # empty | id-only | full-resource
+    Column("heartbeat_s", Integer),
+    Column("heartbeat_due", DateTime),
+    Column("end_at", DateTime),
+    Column("reason", Text),
+    Column("owner", String(200), nullable=False),  # kind:subject of the creating caller
+    Column("profile", Integer, nullable=False),  # access profile applied to what is sent
+    Column("events", BigInteger, nullable=False, default=0),  # events since subscription start
+    Column("failures", Integer, nullable=False, default=0),  # consecutive failed deliveries
+    Column("first_failure_at", DateTime),
+    Column("retry_at", DateTime),  # no delivery before (exponential backoff)
+    Column("last_error", Text),
+    Column("last_delivered_at", DateTime),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)
+Index("ix_subscription_type", subscription.c.res_type, subscription.c.status)
+
+subscription_outbox = Table(
+    "subscription_outbox",
+    metadata,
+    Column("pk", PK, primary_key=True, autoincrement=True),
+    Column("subscription_id", String(64), ForeignKey("subscription.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(24), nullable=False),  # handshake | heartbeat | event-notification
+    Column("event_number", BigInteger, nullable=False),
+    Column("focus_type", String(40)),
+    Column("focus_id", String(64)),
+    Column("focus_version", Integer),
+    Column("focus_content", Text),  # resources not kept by the store (Flag, MeasureReport), as written
+    Column("created_at", DateTime, nullable=False),
+    Column("status", String(16), nullable=False),  # pending | delivering | delivered | expired
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", DateTime, nullable=False),
+    Column("claimed_by", String(80)),
+    Column("lease_until", DateTime),
+    Column("delivered_at", DateTime),
+)
+Index("ix_subscription_outbox_due", subscription_outbox.c.status, subscription_outbox.c.next_attempt_at)
+Index("ix_subscription_outbox_sub", subscription_outbox.c.subscription_id, subscription_outbox.c.event_number)
+
+subscription_error = Table(
+    "subscription_error",
+    metadata,
+    Column("pk", PK, primary_key=True, autoincrement=True),
+    Column("subscription_id", String(64), ForeignKey("subscription.id", ondelete="CASCADE"), nullable=False),
+    Column("outbox_pk", PK),
+    Column("event_number", BigInteger),
+    Column("at", DateTime, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("http_status", Integer),
+    Column("error", Text, nullable=False),
+)
+Index("ix_subscription_error_sub", subscription_error.c.subscription_id, subscription_error.c.at)
