@@ -245,9 +245,8 @@ class SearchEngine:
         return included
 
     def _apply(self, conn: Any, inc: Include, sources: list[Row], restrict: Restrict | None) -> list[Row]:
-        t = resource.alias()
-        r = idx_reference.alias()
-        rows = self._apply_unrestricted(conn, inc, sources, t, r)
+        # the base tables, not fresh aliases: building an alias's column collection cost ~0.4 ms per include hop
+        rows = self._apply_unrestricted(conn, inc, sources, resource, idx_reference)
         if restrict is None or not rows:
             return rows
         by_type: dict[str, list[Row]] = {}
@@ -278,12 +277,12 @@ class SearchEngine:
                     cond.append(r.c.param == inc.param)
                 if inc.source_type != "*":
                     cond.append(r.c.res_type == inc.source_type)
-                found.update(conn.execute(select(r.c.resource_pk).where(*cond)).scalars())
+                found.update(conn.execute(select(r.c.resource_pk).where(*cond)).scalars().all())
             pks = sorted(found)
             if not pks:
                 return []
             stmt = select(t.c.pk, t.c.res_type, t.c.res_id, t.c.content).where(t.c.pk.in_(pks), t.c.deleted.is_(False))
-            return [Row(x[0], x[1], x[2], x[3]) for x in conn.execute(stmt)]
+            return [Row(x[0], x[1], x[2], x[3]) for x in conn.execute(stmt).all()]
         pks = [s.pk for s in sources if inc.source_type in ("*", s.res_type)]
         if not pks:
             return []
@@ -293,12 +292,12 @@ class SearchEngine:
         if inc.target_type:
             cond.append(r.c.target_type == inc.target_type)
         by_type: dict[str, set[str]] = {}
-        for rt, rid in conn.execute(select(r.c.target_type, r.c.target_id).where(*cond)):
+        for rt, rid in conn.execute(select(r.c.target_type, r.c.target_id).where(*cond)).all():
             by_type.setdefault(rt, set()).add(rid)
         out: list[Row] = []
         for rt, rids in by_type.items():
             stmt = select(t.c.pk, t.c.res_type, t.c.res_id, t.c.content).where(
                 t.c.res_type == rt, t.c.res_id.in_(sorted(rids)), t.c.deleted.is_(False)
             )
-            out += [Row(x[0], x[1], x[2], x[3]) for x in conn.execute(stmt)]
+            out += [Row(x[0], x[1], x[2], x[3]) for x in conn.execute(stmt).all()]
         return out

@@ -72,7 +72,8 @@ class Compiler:
         of the type: `coalesce(res_type, '')` keeps the type test but stops SQLite from choosing the type index
         (EXPLAIN QUERY PLAN showed a full scan of 120 k Locations for a 177-row answer)."""
         type_test = outer.c.res_type == res_type
-        if nodes and self.sqlite:
+        on_resource_columns = all(isinstance(n, Criterion) and n.name in ("_lastUpdated", "_id") for n in nodes)
+        if nodes and self.sqlite and not on_resource_columns:
             type_test = func.coalesce(outer.c.res_type, "") == res_type
         return and_(type_test, outer.c.deleted.is_(False), self._and(nodes, outer, res_type, correlated=correlated))
 
