@@ -40,6 +40,19 @@ from ror.store.meta import commune_code, content_hash, creation_date, dumps, fin
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 # A version row's content is NULL while it is the current version: the content is then resource.content.
 _VERSION_CONTENT = func.coalesce(resource_version.c.content, resource.c.content).label("content")
+
+
+def _versions() -> Any:
+    """Version rows with their content (the resource's current content where the version row holds NULL)."""
+    return select(
+        resource_version.c.version_id,
+        resource_version.c.last_updated,
+        resource_version.c.deleted,
+        _VERSION_CONTENT,
+        resource_version.c.method,
+    ).join(resource, resource.c.pk == resource_version.c.resource_pk)
+
+
 _RESOURCE_COLS = ("pk", "res_type", "res_id", "version_id", "last_updated", "created", "deleted", "region")
 _RESOURCE_COLS += ("content_hash", "content")
 _INDEX_COLS = {
@@ -219,15 +232,7 @@ class ResourceStore:
     def vread(self, res_type: str, res_id: str, version_id: int) -> Stored:
         with self.read_conn() as c:
             row = c.execute(
-                select(
-                    resource_version.c.version_id,
-                    resource_version.c.last_updated,
-                    resource_version.c.deleted,
-                    _VERSION_CONTENT,
-                    resource_version.c.method,
-                )
-                .join(resource, resource.c.pk == resource_version.c.resource_pk)
-                .where(
+                _versions().where(
                     resource.c.res_type == res_type,
                     resource.c.res_id == res_id,
                     resource_version.c.version_id == version_id,
@@ -249,18 +254,7 @@ class ResourceStore:
             ).scalar()
             if pk is None:
                 raise NotFound(f"{res_type}/{res_id} is not known", expression=res_type)
-            q = (
-                select(
-                    resource_version.c.version_id,
-                    resource_version.c.last_updated,
-                    resource_version.c.deleted,
-                    _VERSION_CONTENT,
-                    resource_version.c.method,
-                )
-                .join(resource, resource.c.pk == resource_version.c.resource_pk)
-                .where(resource_version.c.resource_pk == pk)
-                .order_by(resource_version.c.version_id.desc())
-            )
+            q = _versions().where(resource_version.c.resource_pk == pk).order_by(resource_version.c.version_id.desc())
             if since is not None:
                 q = q.where(resource_version.c.last_updated >= since)
             if count is not None:
