@@ -24,6 +24,9 @@ from ror.fhir.crisis import router as crisis_router
 from ror.fhir.export import install_export
 from ror.fhir.reports import router as reports_router
 from ror.fhir.stream import router as stream_router
+from ror.fhir.subscriptions import install_subscriptions
+from ror.fhir.subscriptions import router as subscriptions_router
+from ror.fhir.tension import router as tension_router
 from ror.services import Services
 from ror.web import install_web
 
@@ -50,8 +53,11 @@ def create_app(
     app.include_router(stream_router)
     app.include_router(crisis_router)
     app.include_router(reports_router)  # before the generic /fhir/{type}/{id} routes
+    app.include_router(subscriptions_router)  # Subscription (docs/subscriptions.md)
+    app.include_router(tension_router)  # Flag: tension en établissement (docs/tension.md)
     app.include_router(fhir_router(), prefix="/fhir")
     install_export(app)  # bulk $export runner: started with the server, resumes unfinished jobs
+    install_subscriptions(app)  # rest-hook delivery worker (outbox), started with the server
     install_web(app)  # web pages for people: /, /connexion, /recherche, /unites, /etablissements, /tableau-de-bord
 
     @app.get("/health", include_in_schema=False)

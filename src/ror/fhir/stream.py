@@ -23,6 +23,7 @@ from ror.access.tokens import ANONYMOUS
 from ror.db.tables import resource
 from ror.fhir.access import caller_profile
 from ror.fhir.common import services
+from ror.tension.service import READ_PROFILES as TENSION_PROFILES
 
 router = APIRouter()
 HEARTBEAT_S = 15.0
@@ -79,6 +80,10 @@ async def capacity_stream(
                     yield f"event: dropped\ndata: {sub.dropped}\n\n".encode()
                     sub.dropped = 0
                 if not _matches(change, filters):
+                    continue
+                if change.get("kind") == "tension":  # TES declarations (docs/tension.md): regulation profiles only
+                    if profile in TENSION_PROFILES:
+                        yield b"event: tension\ndata: " + orjson.dumps(change) + b"\n\n"
                     continue
                 if statuses is not None and change["key"]["status"] not in statuses:
                     continue
