@@ -18,6 +18,7 @@ from ror.web import (
     pages_quality,
     pages_reports,
     pages_search,
+    pages_tension,
     pages_unit,
     pages_workflow,
 )
@@ -49,6 +50,7 @@ def install_web(app: FastAPI) -> None:
     for module in (pages_reports, pages_quality):  # rapport quotidien, qualité des données
         app.include_router(module.router)
     app.include_router(pages_workflow.router)  # /a-traiter, /modifications/{pk} (docs/workflow.md)
+    app.include_router(pages_tension.router)  # /tension: TES board and declarations (docs/tension.md)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def home(request: Request) -> Response:
