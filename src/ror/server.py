@@ -27,6 +27,7 @@ from ror.fhir.stream import router as stream_router
 from ror.fhir.subscriptions import install_subscriptions
 from ror.fhir.subscriptions import router as subscriptions_router
 from ror.fhir.tension import router as tension_router
+from ror.fhir.urgences import router as urgences_router
 from ror.services import Services
 from ror.web import install_web
 
@@ -55,6 +56,7 @@ def create_app(
     app.include_router(reports_router)  # before the generic /fhir/{type}/{id} routes
     app.include_router(subscriptions_router)  # Subscription (docs/subscriptions.md)
     app.include_router(tension_router)  # Flag: tension en établissement (docs/tension.md)
+    app.include_router(urgences_router)  # MeasureReport: emergency activity (docs/urgences.md), after $dgos-daily
     app.include_router(fhir_router(), prefix="/fhir")
     install_export(app)  # bulk $export runner: started with the server, resumes unfinished jobs
     install_subscriptions(app)  # rest-hook delivery worker (outbox), started with the server

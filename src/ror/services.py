@@ -20,6 +20,7 @@ from ror.subscriptions.criteria import Matcher
 from ror.subscriptions.outbox import Outbox
 from ror.tension import TensionService
 from ror.terminology.service import Terminology
+from ror.urgences import UrgencesService
 from ror.validation import Validator
 from ror.workflow import WorkflowService
 from ror.write.service import WriteService
@@ -71,6 +72,10 @@ class Services:
     @cached_property
     def tension(self) -> TensionService:
         return TensionService(self.store, self.outbox, self.geography)
+
+    @cached_property
+    def urgences(self) -> UrgencesService:
+        return UrgencesService(self.store, self.outbox)
 
     @cached_property
     def validator(self) -> Validator:

@@ -20,6 +20,7 @@ from ror.web import (
     pages_search,
     pages_tension,
     pages_unit,
+    pages_urgences,
     pages_workflow,
 )
 from ror.web.render import HERE, render
@@ -51,6 +52,7 @@ def install_web(app: FastAPI) -> None:
         app.include_router(module.router)
     app.include_router(pages_workflow.router)  # /a-traiter, /modifications/{pk} (docs/workflow.md)
     app.include_router(pages_tension.router)  # /tension: TES board and declarations (docs/tension.md)
+    app.include_router(pages_urgences.router)  # /urgences: emergency activity (docs/urgences.md)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def home(request: Request) -> Response:
