@@ -251,3 +251,10 @@ def test_two_workers_never_deliver_twice(regional: Regional, receiver: Receiver)
     assert counts[0] > 0 and counts[1] > 0, counts  # both workers took part
     for w in workers:
         w.close()
+
+
+def test_metadata_advertises_the_regional_resources(regional: Regional) -> None:
+    cs = regional.http.get("/fhir/metadata").json()
+    types = {r["type"]: r for r in cs["rest"][0]["resource"]}
+    assert {"Subscription", "Flag", "MeasureReport", "Location"} <= set(types)
+    assert {i["code"] for i in types["Subscription"]["interaction"]} == {"create", "read", "delete", "search-type"}

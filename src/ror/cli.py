@@ -14,6 +14,7 @@ from sqlalchemy import Engine, func, select
 
 from ror.cli_export import export_app
 from ror.cli_pilotage import quality_app, report_app
+from ror.cli_regional import subscriptions_app, urgences_app
 from ror.config import get_settings
 from ror.db import migrate
 from ror.db.database import analyze, get_engine, resource_count
@@ -34,6 +35,8 @@ app.add_typer(users_app, name="users")
 app.add_typer(report_app, name="report")
 app.add_typer(quality_app, name="quality")
 app.add_typer(export_app, name="export")
+app.add_typer(subscriptions_app, name="subscriptions")
+app.add_typer(urgences_app, name="urgences")
 console = Console(stderr=True)
 
 
@@ -152,6 +155,9 @@ def demo(
     else:
         console.print("[yellow]no reference data: loading the built-in seed instead[/yellow]")
     console.print(load_demo(services.store, ref, scope=sc, progress=True))
+    from ror.urgences.demo import load_urgences_demo
+
+    console.print(load_urgences_demo(services.urgences, ref))  # emergency activity scaled from SAE passages
     analyze(engine)
     console.print(f"demo ready in {time.perf_counter() - t0:.1f} s — {resource_count(engine)} resources")
 

@@ -13,6 +13,7 @@ from ror.fhir import export, read, search, terminology, write
 from ror.fhir.capability import capability_statement
 from ror.fhir.common import RESOURCE_TYPES, base_url, services
 from ror.fhir.responses import FhirResponse, outcome_response
+from ror.fhir.subscriptions import regional_capabilities
 
 log = logging.getLogger("ror.fhir")
 
@@ -59,6 +60,7 @@ def fhir_router() -> APIRouter:
                 search_revincludes=REVINCLUDES,
                 operations=[export.OPERATION],
                 resource_operations={rt: [export.OPERATION] for rt in RESOURCE_TYPES},
+                extra_resources=regional_capabilities(),  # docs/subscriptions.md, tension.md, urgences.md
             )
         )
 

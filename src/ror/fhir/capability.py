@@ -30,6 +30,7 @@ def capability_statement(
     operations: list[dict[str, str]] | None = None,
     extra_interactions: dict[str, tuple[str, ...]] | None = None,
     resource_operations: dict[str, list[dict[str, str]]] | None = None,
+    extra_resources: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     resources = []
     for rt in RESOURCE_TYPES:
@@ -73,6 +74,7 @@ def capability_statement(
         if resource_operations and rt in resource_operations:
             entry["operation"] = resource_operations[rt]
         resources.append(entry)
+    resources += extra_resources or []  # served outside the IG (Subscription, Flag, MeasureReport)
     rest: dict[str, Any] = {
         "mode": "server",
         "documentation": (

@@ -144,3 +144,44 @@ def install_subscriptions(app: FastAPI) -> None:
 
     app.router.on_startup.append(start)
     app.router.on_shutdown.append(stop)
+
+
+def regional_capabilities() -> list[dict[str, Any]]:
+    """CapabilityStatement entries of the regional modules (Subscription, Flag for TES, MeasureReport)."""
+    backport = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription"
+    return [
+        {
+            "type": "Subscription",
+            "supportedProfile": [backport],
+            "interaction": [{"code": c} for c in ("create", "read", "delete", "search-type")],
+            "documentation": "rest-hook only; criteria Location|HealthcareService|Organization?<any search> or "
+            "Flag|MeasureReport?_tag=…; payload empty|id-only|full-resource; retries for 25 h; $status",
+            "operation": [
+                {
+                    "name": "status",
+                    "definition": "http://hl7.org/fhir/uv/subscriptions-backport/"
+                    "OperationDefinition/backport-subscription-status",
+                }
+            ],
+        },
+        {
+            "type": "Flag",
+            "interaction": [{"code": c} for c in ("create", "update", "read", "search-type")],
+            "documentation": "Tension en établissement (TES): category tension-es, code = level 1..4, "
+            "subject = the establishment (docs/tension.md)",
+            "searchParam": [
+                {"name": n, "type": t}
+                for n, t in (("subject", "reference"), ("_tag", "token"), ("status", "token"), ("code", "token"))
+            ],
+        },
+        {
+            "type": "MeasureReport",
+            "interaction": [{"code": c} for c in ("create", "read", "search-type")],
+            "documentation": "Emergency-department activity, measure https://ror.invalid/fhir/Measure/"
+            "urgences-activite (docs/urgences.md); $dgos-daily: docs/reports.md",
+            "searchParam": [
+                {"name": n, "type": t}
+                for n, t in (("subject", "reference"), ("_tag", "token"), ("date", "date"), ("measure", "uri"))
+            ],
+        },
+    ]
