@@ -7,14 +7,19 @@ import threading
 from datetime import timedelta
 from typing import Any
 
+import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from ror.access.tokens import TokenService
+from ror.config import get_settings
 from ror.db.tables import audit_event, subscription_error, subscription_outbox
 from ror.search.normalise import utcnow
+from ror.server import create_app
 from ror.store.meta import REGION_SYSTEM
 from ror.subscriptions.delivery import Deliverer
 from ror.subscriptions.model import BACKOFF_MAX, EXT_CONTENT, EXT_FILTER, EXT_HEARTBEAT, RETRY_WINDOW, backoff
-from tests.regional_fixtures import Receiver, Regional, tagged
+from tests.regional_fixtures import KEY, Receiver, Regional, tagged, wait_for
 from tests.search_fixtures import capacity, location
 
 pytest_plugins = ("tests.regional_fixtures",)
@@ -258,3 +263,25 @@ def test_metadata_advertises_the_regional_resources(regional: Regional) -> None:
     types = {r["type"]: r for r in cs["rest"][0]["resource"]}
     assert {"Subscription", "Flag", "MeasureReport", "Location"} <= set(types)
     assert {i["code"] for i in types["Subscription"]["interaction"]} == {"create", "read", "delete", "search-type"}
+
+
+def test_server_worker_delivers_in_the_background(
+    regional: Regional, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ROR_SUBSCRIPTION_WORKER", "1")
+    app = create_app(regional.engine, tokens=TokenService(KEY))
+    with TestClient(app) as http:  # startup starts the worker thread, shutdown stops it
+        creds = regional.clients.add("bg", 1)
+        tok = http.post(
+            "/oauth/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": creds.client.client_id,
+                "client_secret": creds.secret,
+            },
+        ).json()["access_token"]
+        body = sub_body(receiver.url, "Location?departement=35")
+        assert http.post("/fhir/Subscription", json=body, headers={"Authorization": f"Bearer {tok}"}).status_code == 201
+        write_location(regional, "loc-bg", "53", 2)  # written through another app's store: same outbox table
+        wait_for(lambda: len(receiver.events()) == 1)
+        assert receiver.events()[0].focus == f"{get_settings().fhir_base}/Location/loc-bg/_history/1"

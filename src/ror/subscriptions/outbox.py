@@ -166,6 +166,9 @@ def claim(engine: Engine, worker: str, now: datetime, limit: int = 50) -> tuple[
     )
     stmt = select(o.c.pk).select_from(o.join(s, s.c.id == o.c.subscription_id)).where(due).order_by(o.c.pk)
     stmt = stmt.limit(limit)
+    with engine.connect() as c:  # an idle poll never takes the write lock (SQLite: one writer at a time)
+        if c.execute(stmt.limit(1)).first() is None:
+            return token, []
     with _write_conn(engine) as c, c.begin():
         if not is_sqlite(engine):
             stmt = stmt.with_for_update(skip_locked=True, of=o)
@@ -304,6 +307,9 @@ def schedule_heartbeats(engine: Engine, now: datetime) -> int:
 
 def end_expired(engine: Engine, now: datetime) -> int:
     """Subscriptions past their `end` are turned off."""
+    with engine.connect() as c:
+        if c.execute(select(s.c.id).where(s.c.end_at <= now, s.c.status != OFF).limit(1)).first() is None:
+            return 0
     with _write_conn(engine) as c, c.begin():
         return c.execute(
             update(s)
