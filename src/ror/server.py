@@ -20,6 +20,7 @@ from ror.fhir.auth import install_auth
 from ror.fhir.auth import router as oauth_router
 from ror.fhir.batch import router as batch_router
 from ror.fhir.capacity import router as capacity_router
+from ror.fhir.capacity_series import router as capacity_series_router
 from ror.fhir.crisis import router as crisis_router
 from ror.fhir.export import install_export
 from ror.fhir.reports import router as reports_router
@@ -52,6 +53,7 @@ def create_app(
     app.state.capacity_broker = Broker()
     capacity_stream.install(engine, app.state.capacity_broker)
     app.include_router(stream_router)
+    app.include_router(capacity_series_router)  # GET /api/capacity/timeseries
     app.include_router(crisis_router)
     app.include_router(reports_router)  # before the generic /fhir/{type}/{id} routes
     app.include_router(subscriptions_router)  # Subscription (docs/subscriptions.md)
