@@ -213,3 +213,38 @@ def test_http_endpoint_and_access(history: ResourceStore, engine: Engine) -> Non
         assert r.json()["units"] == 2 and r.json()["points"][-1] == {"t": "2026-12-01T11:00:00Z", "installed": 30}
         r = client.get("/api/capacity/timeseries", params={**params, "bucket": "week"}, headers=headers(1))
         assert r.status_code == 400 and r.json()["issue"][0]["expression"] == ["bucket"]
+
+
+def test_unit_page_chart_draws_the_hourly_series(history: ResourceStore, engine: Engine) -> None:
+    """The unit page's 7-day chart comes from the time series: one step per hour bucket that changed."""
+    import re
+    from datetime import UTC, timedelta
+
+    from ror.access.people import PersonRegistry
+    from ror.db.tables import person, web_session
+    from tests.test_web_pages import PASSWORD, login
+
+    now = datetime.now(UTC)
+    before, after = (now - timedelta(hours=h) for h in (3, 1))
+    eg = ids.eg_id("350000001")
+    for nb, at in ((5, before), (2, after)):
+        stamp = at.replace(microsecond=0).isoformat()
+        write(
+            history, loc("loc-u", "35238", eg, [cap("01", 9, updated=stamp), cap("02", nb, gender="04", updated=stamp)])
+        )
+    with engine.begin() as c:
+        c.execute(web_session.delete())
+        c.execute(person.delete())
+    PersonRegistry(engine).add("samu@test.fr", "Samu", "regulator", PASSWORD, [], None)
+    with TestClient(create_app(engine)) as client:
+        login(client, "samu@test.fr")
+        page = client.get("/unites/loc-u")
+    assert page.status_code == 200, page.text[:300]
+    lines = dict(
+        (title, points.split())
+        for points, title in re.findall(r'<polyline[^>]*points="([^"]+)"><title>([^<]+)</title>', page.text)
+    )
+    # available: 5 from the bucket of `before`, 2 from the bucket of `after` → 2 points, 1 step, 1 end = 4 vertices
+    assert len(lines["Disponibles"]) == 4 and len(lines["Installés"]) == 2
+    ys = [float(p.split(",")[1]) for p in lines["Disponibles"]]
+    assert ys[0] < ys[-1]  # the line goes down (5 → 2; SVG y grows downwards)

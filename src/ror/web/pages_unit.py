@@ -3,7 +3,6 @@ freshness and the 7-day capacity history (from `capacity_event`), as the person'
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -14,6 +13,7 @@ from sqlalchemy import select
 from ror.access.policy import RULES
 from ror.capacity.model import Indicator, indicators_of
 from ror.capacity.rules import STATUS_NAMES
+from ror.capacity.timeseries import capacity_series
 from ror.db.tables import capacity_event
 from ror.directory import ids
 from ror.errors import RorError
@@ -49,48 +49,39 @@ def _label(ind: Indicator) -> str:
     return text
 
 
-def _history(conn: Any, location_id: str, current: list[Indicator], statuses: set[str]) -> tuple[str, list[Any]]:
-    """The 7-day chart (SVG) of available / occupied / installed, rebuilt backwards from the current values and the
-    events; and the events themselves (newest first) for the table under the chart."""
-    end = now_utc()
-    start = end - timedelta(days=HISTORY_DAYS)
+def _history(conn: Any, location_id: str, nature: str, statuses: set[str]) -> tuple[str, list[Any]]:
+    """The 7-day chart (SVG) of available / occupied / installed from the hourly capacity time series
+    (ror.capacity.timeseries: the state at the end of each hour, carried forward); and the events themselves
+    (newest first) for the table under the chart. `nature`: lits (01) or places (02), as the unit counts them."""
+    shown = statuses & {"01", "02", "03"}
+    ts = capacity_series(
+        conn, "location", location_id, days=HISTORY_DAYS, bucket="hour", nature=nature, statuses=frozenset(shown)
+    )
+    start, end = ts.start, now_utc()
     e = capacity_event
     events = conn.execute(
         select(e.c.status, e.c.gender, e.c.nb_before, e.c.nb_after, e.c.received_at, e.c.updated_at, e.c.actor)
         .where(
             e.c.location_id == location_id,
             e.c.temporality == "01",
-            e.c.status.in_(sorted(statuses & {"01", "02", "03"})),
+            e.c.status.in_(sorted(shown)),
             e.c.received_at >= start,
         )
         .order_by(e.c.received_at.desc(), e.c.pk.desc())
     ).all()
-    value: dict[tuple[str, str], int] = {}
-    for ind in current:
-        if ind.temporality == "01" and ind.temporary_assignment in ("", "01"):
-            key = (ind.status, ind.gender or "")
-            value[key] = value.get(key, 0) + ind.nb
-    points: dict[str, list[tuple[Any, int]]] = {s: [] for s in ("01", "02", "03")}
 
-    def total(status: str) -> int:
-        return sum(v for (s, _), v in value.items() if s == status)
+    def points(measure: str) -> list[tuple[Any, int]]:
+        out: list[tuple[Any, int]] = []
+        for p in ts.points:
+            v = p.values.get(measure)
+            if v is not None and (not out or out[-1][1] != v):
+                out.append((p.at, v))
+        return out
 
-    for ev in events:  # newest first: the value after each event, then undo it
-        for status in points:
-            if status == ev.status:
-                points[status].append((ev.received_at, total(status)))
-        key = (ev.status, ev.gender or "")
-        if ev.nb_before is None:
-            value.pop(key, None)  # the indicator did not exist before: no line, not a zero
-        else:
-            value[key] = ev.nb_before
-    for status in points:
-        if any(s == status for s, _ in value):
-            points[status].append((start, total(status)))
     series = [
-        Series("Installés", "#666666", points["01"], dashed=True),
-        Series("Occupés", "#000091", points["03"]),
-        Series("Disponibles", "#18753c", points["02"]),
+        Series("Installés", "#666666", points("installed"), dashed=True),
+        Series("Occupés", "#000091", points("occupied")),
+        Series("Disponibles", "#18753c", points("available")),
     ]
     series = [s for s, st in zip(series, ("01", "03", "02"), strict=True) if st in statuses]
     title = f"Capacités des {HISTORY_DAYS} derniers jours : disponibles (vert), occupés (bleu), installés (tirets)"
@@ -118,7 +109,7 @@ def unit_page(request: Request, location_id: str) -> Response:
             inds = []
         rule = RULES[profile]
         statuses = set(rule.capacity) if rule.capacity is not None else {"01", "02", "03", "04", "05", "06"}
-        chart, events = _history(conn, location_id, inds, statuses)
+        chart, events = _history(conn, location_id, next((i.nature for i in inds if i.status == "01"), "01"), statuses)
     current = sorted((i for i in inds if i.temporality == "01"), key=lambda i: i.key)
     forecast = sorted((i for i in inds if i.temporality != "01"), key=lambda i: (i.temporality, i.key))
     stamps = [i.updated_at for i in current if i.status in ("02", "03")]
