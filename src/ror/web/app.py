@@ -14,6 +14,7 @@ from ror.web import (
     pages_auth,
     pages_dashboard,
     pages_entry,
+    pages_offer_forms,
     pages_opendata,
     pages_quality,
     pages_reports,
@@ -51,6 +52,7 @@ def install_web(app: FastAPI) -> None:
     for module in (pages_reports, pages_quality):  # rapport quotidien, qualité des données
         app.include_router(module.router)
     app.include_router(pages_workflow.router)  # /a-traiter, /modifications/{pk} (docs/workflow.md)
+    app.include_router(pages_offer_forms.router)  # /etablissements/{finess}/offres…: offer forms (docs/workflow.md)
     app.include_router(pages_tension.router)  # /tension: TES board and declarations (docs/tension.md)
     app.include_router(pages_urgences.router)  # /urgences: emergency activity (docs/urgences.md)
 

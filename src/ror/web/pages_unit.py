@@ -116,6 +116,7 @@ def unit_page(request: Request, location_id: str) -> Response:
     finess = finess_of(org)
     offers_view = [
         {
+            "id": hs.get("id"),
             "name": hs.get("name"),
             "activities": display(hs.get("specialty"), ids.TRE_R211),
             "modes": display(hs.get("characteristic"), ids.TRE_R213),

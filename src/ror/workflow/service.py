@@ -150,8 +150,47 @@ class WorkflowService:
                 out["validation"].append(ch)
         return out
 
+    def companions(self, change: Change) -> list[Change]:
+        """Open changes of the places (Location) an offer change delivers at, at the same step: a new place proposed
+        with its offer (the offer forms) moves through the workflow with it and is published just before it."""
+        if change.res_type != "HealthcareService":
+            return []
+        refs = [
+            ref["reference"].split("/", 1)[1]
+            for ref in change.content.get("location") or []
+            if isinstance(ref, dict) and str(ref.get("reference", "")).startswith("Location/")
+        ]
+        if not refs:
+            return []
+        with self.engine.connect() as c:
+            rows = c.execute(
+                select(offer_change)
+                .where(
+                    offer_change.c.res_type == "Location",
+                    offer_change.c.res_id.in_(refs),
+                    offer_change.c.establishment == change.establishment,
+                    offer_change.c.status == change.status,
+                )
+                .order_by(offer_change.c.pk)
+            ).all()
+        return [_change(r) for r in rows]
+
     def validate(self, change: Change) -> ValidationResult:
-        return self.writes.validator.validate(change.content, res_id=change.res_id)
+        """Profile validation of the proposed resource; a reference to a place proposed with the offer (a companion
+        change, not yet published) is not an error."""
+        result = self.writes.validator.validate(change.content, res_id=change.res_id)
+        pending = {c.res_id for c in self.companions(change)}
+        if pending:
+            refs = change.content.get("location") or []
+            excused = {
+                f"HealthcareService.location[{i}].reference"
+                for i, ref in enumerate(refs)
+                if isinstance(ref, dict) and str(ref.get("reference", "")).removeprefix("Location/") in pending
+            }
+            result.findings = [
+                f for f in result.findings if not (f.rule == "reference-resolves" and f.expression in excused)
+            ]
+        return result
 
     # -- writing ---------------------------------------------------------------------------------------------
     def create_draft(
@@ -224,9 +263,20 @@ class WorkflowService:
             )
         if action == "reject" and not (comment or "").strip():
             raise WorkflowError("a rejection needs a comment for the author", expression="comment")
+        companions = self.companions(ch)
         if action in ("submit", "review"):
-            self.validate(ch).raise_for_errors()
+            for c in (ch, *companions):
+                self.validate(c).raise_for_errors()
         target = rules.TARGET[action]
+        for c in companions:  # the places proposed with the offer take the same step first (their own history rows)
+            self._step(
+                person,
+                c,
+                action,
+                target,
+                region,
+                f"avec la modification n° {pk}" + (f" — {comment}" if comment else ""),
+            )
         if action == "publish":
             caller = person.caller(ch.establishment, region)
             self.writes.update(
@@ -242,6 +292,26 @@ class WorkflowService:
                 raise WorkflowError("the change was modified meanwhile; reload the page")
             self._transition_row(c, pk, ch.status, target, person, comment, ch.res_type, ch.res_id)
         return self.get(pk)
+
+    def _step(self, person: Person, ch: Change, action: str, target: str, region: str | None, comment: str) -> None:
+        if action == "publish":
+            self.writes.update(
+                person.caller(ch.establishment, region),
+                ch.res_type,
+                ch.res_id,
+                ch.content,
+                if_match=ch.base_version,
+                method="PUT",
+                action="publish",
+            )
+        with self.engine.begin() as c:
+            done = c.execute(
+                update(offer_change)
+                .where(offer_change.c.pk == ch.pk, offer_change.c.status == ch.status)
+                .values(status=target, updated_at=utcnow())
+            ).rowcount
+            if done == 1:
+                self._transition_row(c, ch.pk, ch.status, target, person, comment, ch.res_type, ch.res_id)
 
     @staticmethod
     def _transition_row(
