@@ -104,6 +104,8 @@ idx_string = _index_table(
     Column("exact", String(500), nullable=False),
 )
 Index("ix_idx_string_lookup", idx_string.c.res_type, idx_string.c.param, idx_string.c.value)
+# PostgreSQL also has ix_idx_string_prefix on (res_type, param, value COLLATE "C") for starts-with ranges
+# (migration 0011, created by SQL: the index expression is PostgreSQL-only).
 
 idx_number = _index_table("idx_number", Column("value", Float, nullable=False))
 Index("ix_idx_number_lookup", idx_number.c.res_type, idx_number.c.param, idx_number.c.value)
@@ -153,6 +155,7 @@ def ensure_indexes(conn: Any) -> None:
     """Create any droppable index that is missing (after an interrupted bulk load)."""
     for ix in BULK_DROPPABLE_INDEXES:
         ix.create(conn, checkfirst=True)
+
 
 # --- terminology (NOS) ----------------------------------------------------------------------------------------
 code_system = Table(
