@@ -91,6 +91,18 @@ def resolve_location(conn: Connection, identifier: str) -> str:
     return matches[0]
 
 
+def _lock_location(conn: Connection, location_id: str) -> None:
+    """Take the Location's row lock before reading it (PostgreSQL; SQLite writers already hold the database lock
+    from BEGIN IMMEDIATE): concurrent feeders without If-Match are then applied one after the other on the latest
+    version, instead of the later ones failing the store's version check with a spurious 412."""
+    if conn.dialect.name != "sqlite":
+        conn.execute(
+            select(resource.c.pk)
+            .where(resource.c.res_type == "Location", resource.c.res_id == location_id)
+            .with_for_update()
+        )
+
+
 class CapacityService:
     def __init__(self, store: ResourceStore, terminology: Terminology | None) -> None:
         self.store = store
@@ -116,6 +128,7 @@ class CapacityService:
                 if location_id is None:
                     assert identifier is not None
                     location_id = resolve_location(conn, identifier)
+                _lock_location(conn, location_id)
                 current = self.store.read("Location", location_id, conn=conn)
                 res = current.resource()
                 require_write(conn, caller, res)

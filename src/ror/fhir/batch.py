@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
 
 from ror.access.tokens import ANONYMOUS
 from ror.errors import InvalidRequest, Issue, RorError
@@ -53,28 +54,35 @@ async def batch(request: Request) -> FhirResponse:
     caller = getattr(request.state, "caller", ANONYMOUS)
     capacity = services(request).capacity
     remote = request.client.host if request.client else None
-    out: list[dict[str, Any]] = []
-    for i, entry in enumerate(entries):
-        req = entry.get("request") or {}
-        try:
-            if req.get("method") != "PATCH":
-                raise InvalidRequest("only PATCH entries are accepted", expression=f"Bundle.entry[{i}].request.method")
-            location_id, identifier = _patch_target(str(req.get("url", "")))
-            result = capacity.patch(
-                caller, entry.get("resource"), location_id=location_id, identifier=identifier, remote_addr=remote
-            )
-            stored = result.stored
-            out.append(
-                {
-                    "response": {
-                        "status": "200 OK",
-                        "location": f"Location/{stored.res_id}/_history/{stored.version_id}",
-                        "etag": stored.etag,
-                        "lastModified": fhir_instant(stored.last_updated),
-                        **({"outcome": operation_outcome(result.warnings)} if result.warnings else {}),
+
+    def run() -> list[dict[str, Any]]:  # in the thread pool: the event loop keeps serving meanwhile
+        out: list[dict[str, Any]] = []
+        for i, entry in enumerate(entries):
+            req = entry.get("request") or {}
+            try:
+                if req.get("method") != "PATCH":
+                    raise InvalidRequest(
+                        "only PATCH entries are accepted", expression=f"Bundle.entry[{i}].request.method"
+                    )
+                location_id, identifier = _patch_target(str(req.get("url", "")))
+                result = capacity.patch(
+                    caller, entry.get("resource"), location_id=location_id, identifier=identifier, remote_addr=remote
+                )
+                stored = result.stored
+                out.append(
+                    {
+                        "response": {
+                            "status": "200 OK",
+                            "location": f"Location/{stored.res_id}/_history/{stored.version_id}",
+                            "etag": stored.etag,
+                            "lastModified": fhir_instant(stored.last_updated),
+                            **({"outcome": operation_outcome(result.warnings)} if result.warnings else {}),
+                        }
                     }
-                }
-            )
-        except RorError as exc:
-            out.append(_entry_outcome(exc.status, exc.issues))
+                )
+            except RorError as exc:
+                out.append(_entry_outcome(exc.status, exc.issues))
+        return out
+
+    out = await run_in_threadpool(run)
     return FhirResponse({"resourceType": "Bundle", "type": "batch-response", "entry": out})

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from ror.access.tokens import ANONYMOUS
 from ror.capacity.patch import is_capacity_patch
@@ -35,7 +36,9 @@ async def read_json(request: Request) -> Any:
 async def _patch(request: Request, location_id: str | None, identifier: str | None) -> FhirResponse:
     body = await read_json(request)
     caller = getattr(request.state, "caller", ANONYMOUS)
-    result = services(request).capacity.patch(
+    # the write runs in the thread pool: the event loop keeps serving other requests meanwhile
+    result = await run_in_threadpool(
+        services(request).capacity.patch,
         caller,
         body,
         location_id=location_id,
