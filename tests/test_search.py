@@ -180,3 +180,24 @@ def test_bad_input_names_the_parameter(run, res_type: str, query: str, expr: str
 def test_departement_filter(run) -> None:
     assert ids_of(run("Location", "departement=35")) == ["loc-ped-rennes", "loc-rea-rennes"]
     assert ids_of(run("HealthcareService", "location.departement=56")) == ["hs-rea-lorient"]
+
+
+def test_string_starts_with_is_an_exact_prefix_range(store: ResourceStore) -> None:
+    """Starts-with is compiled as a byte-ordered index range: every value with the prefix, nothing else — also
+    for a prefix equal to a whole value, accents and characters that sort after ASCII."""
+    names = ["Saint", "Saint-Malo", "Saint Brieuc", "Sainte-Anne", "Saintes", "Sains", "Saimt", "Évreux", "Sain€"]
+    for i, name in enumerate(names):
+        store.update("Organization", f"org-{i}", {"resourceType": "Organization", "id": f"org-{i}", "name": name})
+    parser = QueryParser(default_registry(), make_system_resolver(lookup), CENTROIDS.get)
+    engine = SearchEngine(store.engine)
+
+    def names_for(prefix: str) -> list[str]:
+        r = engine.search(parser.parse("Organization", [("name", prefix)]))
+        return sorted(names[int(m.res_id.split("-")[1])] for m in r.matches)
+
+    assert names_for("saint") == ["Saint", "Saint Brieuc", "Saint-Malo", "Sainte-Anne", "Saintes"]
+    assert names_for("SAINTE") == ["Sainte-Anne", "Saintes"]
+    assert names_for("evr") == ["Évreux"]
+    assert names_for("sain") == [n for n in sorted(names) if n.lower().startswith("sain")]
+    assert names_for("sain€") == ["Sain€"]
+    assert names_for("zz") == []
