@@ -16,6 +16,7 @@ from ror.capacity.stream import Broker
 from ror.db import migrate
 from ror.db.database import get_engine
 from ror.fhir.app import fhir_router, install_error_handlers
+from ror.fhir.audit import router as audit_router
 from ror.fhir.auth import install_auth
 from ror.fhir.auth import router as oauth_router
 from ror.fhir.batch import router as batch_router
@@ -59,6 +60,7 @@ def create_app(
     app.include_router(subscriptions_router)  # Subscription (docs/subscriptions.md)
     app.include_router(tension_router)  # Flag: tension en établissement (docs/tension.md)
     app.include_router(urgences_router)  # MeasureReport: emergency activity (docs/urgences.md), after $dgos-daily
+    app.include_router(audit_router)  # GET /fhir/AuditEvent for administrators (docs/access.md)
     app.include_router(fhir_router(), prefix="/fhir")
     install_export(app)  # bulk $export runner: started with the server, resumes unfinished jobs
     install_subscriptions(app)  # rest-hook delivery worker (outbox), started with the server

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, Engine, insert
+from dataclasses import dataclass
+from datetime import datetime
 
-from ror.db.tables import audit_event
+from sqlalchemy import Connection, Engine, exists, insert, literal, or_, select
+
+from ror.db.tables import audit_event, person, resource
 from ror.search.normalise import utcnow
 
 
@@ -38,3 +41,76 @@ def record(
     else:
         with target.begin() as c:
             c.execute(stmt)
+
+
+# -- reading the trail (administration page, FHIR AuditEvent) ---------------------------------------------------
+@dataclass(frozen=True)
+class AuditQuery:
+    """Criteria of an audit-log search; every field is optional. `before`: keyset cursor (events with a smaller
+    pk, newest first). `region`: only the events of a région — about a resource of the région, or made by a
+    person of the région (a regional administrator's view)."""
+
+    since: datetime | None = None  # recorded >= since
+    until: datetime | None = None  # recorded < until
+    actor: str | None = None  # actor_id, exact (a person's email matches its logins and its writes)
+    action: str | None = None
+    outcome: str | None = None  # success | denied | error
+    res_type: str | None = None
+    res_id: str | None = None
+    region: str | None = None
+    before: int | None = None
+    limit: int = 50
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    pk: int
+    recorded: datetime
+    actor_type: str
+    actor_id: str | None
+    action: str
+    outcome: str
+    res_type: str | None
+    res_id: str | None
+    version_id: int | None
+    remote_addr: str | None
+    detail: str | None
+
+
+def search(conn: Connection, q: AuditQuery) -> tuple[list[AuditRow], int | None]:
+    """(events newest first, cursor of the next page or None). One indexed query (pk order)."""
+    a = audit_event
+    stmt = select(a)
+    if q.since is not None:
+        stmt = stmt.where(a.c.recorded >= q.since)
+    if q.until is not None:
+        stmt = stmt.where(a.c.recorded < q.until)
+    if q.actor:
+        actor = q.actor.strip()
+        email = actor.removeprefix("person:").lower()
+        stmt = stmt.where(a.c.actor_id.in_(sorted({actor, email, f"person:{email}"})))
+    if q.action:
+        stmt = stmt.where(a.c.action == q.action)
+    if q.outcome:
+        stmt = stmt.where(a.c.outcome == q.outcome)
+    if q.res_type:
+        stmt = stmt.where(a.c.res_type == q.res_type)
+    if q.res_id:
+        stmt = stmt.where(a.c.res_id == q.res_id)
+    if q.region:
+        people = select(person.c.email).where(person.c.region == q.region)
+        about = exists().where(
+            resource.c.res_type == a.c.res_type, resource.c.res_id == a.c.res_id, resource.c.region == q.region
+        )
+        stmt = stmt.where(
+            or_(
+                about,
+                a.c.actor_id.in_(people),
+                a.c.actor_id.in_(select(literal("person:") + person.c.email).where(person.c.region == q.region)),
+            )
+        )
+    if q.before is not None:
+        stmt = stmt.where(a.c.pk < q.before)
+    rows = conn.execute(stmt.order_by(a.c.pk.desc()).limit(q.limit + 1)).all()
+    out = [AuditRow(**{k: getattr(r, k) for k in AuditRow.__dataclass_fields__}) for r in rows[: q.limit]]
+    return out, (out[-1].pk if len(rows) > q.limit else None)

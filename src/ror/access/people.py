@@ -202,6 +202,29 @@ class PersonRegistry:
                 c.execute(delete(web_session).where(web_session.c.person_pk == found.pk))
         return self.get(email)
 
+    def set_role(self, email: str, role: str, finess: list[str] | None = None, region: str | None = None) -> Person:
+        """Change the role (and its FINESS list / région, checked as in `add`); the person's sessions end so that
+        the new rights apply at once."""
+        found = self.get(email)
+        if role not in ROLES:
+            raise InvalidRequest(f"rôle inconnu {role!r} (rôles : {', '.join(ROLES)})", expression="role")
+        finess = sorted(set(finess or []))
+        for f in finess:
+            if len(f) != 9 or not f[:2].isalnum():
+                raise InvalidRequest(f"{f!r} n'est pas un numéro FINESS (9 caractères)", expression="finess")
+        if ROLES[role].writes == "finess" and not finess:
+            raise InvalidRequest(f"le rôle {role} demande au moins un FINESS", expression="finess")
+        if ROLES[role].writes == "region" and not region:
+            raise InvalidRequest(f"le rôle {role} demande une région", expression="region")
+        with self.engine.begin() as c:
+            c.execute(
+                update(person)
+                .where(person.c.pk == found.pk)
+                .values(role=role, finess=json.dumps(finess), region=region or None)
+            )
+            c.execute(delete(web_session).where(web_session.c.person_pk == found.pk))
+        return self.get(email)
+
     def set_password(self, email: str, password: str) -> None:
         check_password_strength(password)
         found = self.get(email)

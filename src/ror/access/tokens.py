@@ -74,16 +74,27 @@ class OidcConfig:
         )
 
 
+def admin_clients_from_env() -> frozenset[str]:
+    """`ROR_AUDIT_CLIENTS`: client ids (space or comma separated) whose tokens carry the `audit` scope, i.e. the
+    administrators' programs allowed to read the audit trail (`GET /fhir/AuditEvent`, profile 1 needed too)."""
+    return frozenset(x for x in os.environ.get("ROR_AUDIT_CLIENTS", "").replace(",", " ").split() if x)
+
+
 class TokenService:
-    def __init__(self, key: str | None = None, oidc: OidcConfig | None = None) -> None:
+    def __init__(
+        self, key: str | None = None, oidc: OidcConfig | None = None, admin_clients: frozenset[str] | None = None
+    ) -> None:
         self.key = key or secret_key()
         self.oidc = oidc
+        self.admin_clients = admin_clients if admin_clients is not None else admin_clients_from_env()
         self._jwk_client: jwt.PyJWKClient | None = None
         self._jwk_set: jwt.PyJWKSet | None = None
 
     def issue(self, client: Client, now: float | None = None) -> tuple[str, int]:
         now = time.time() if now is None else now
         scopes = ["read"] + (["write"] if client.feeds else [])
+        if client.client_id in self.admin_clients:
+            scopes.append("audit")
         claims = {
             "iss": ISSUER,
             "sub": client.client_id,
@@ -158,4 +169,6 @@ class TokenService:
             raise TokenError(f"claim {self.oidc.profile_claim} is not a profile 0..5") from exc
         feeds = tuple(claims.get(self.oidc.feeds_claim) or ())
         scopes = {"read"} | ({"write"} if feeds else set())
+        if "ror:audit" in str(claims.get("scope", "")).split():  # the provider grants the audit trail
+            scopes.add("audit")
         return Caller(profile, "external", str(claims.get("sub")), feeds, frozenset(scopes))

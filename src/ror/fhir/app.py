@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ror.errors import Issue, RorError
-from ror.fhir import export, read, search, terminology, write
+from ror.fhir import audit, export, read, search, terminology, write
 from ror.fhir.capability import capability_statement
 from ror.fhir.common import RESOURCE_TYPES, base_url, services
 from ror.fhir.responses import FhirResponse, outcome_response
@@ -60,7 +60,7 @@ def fhir_router() -> APIRouter:
                 search_revincludes=REVINCLUDES,
                 operations=[export.OPERATION],
                 resource_operations={rt: [export.OPERATION] for rt in RESOURCE_TYPES},
-                extra_resources=regional_capabilities(),  # docs/subscriptions.md, tension.md, urgences.md
+                extra_resources=[*regional_capabilities(), audit.CAPABILITY],  # + AuditEvent (docs/access.md)
             )
         )
 

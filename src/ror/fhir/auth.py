@@ -7,6 +7,8 @@ fields or HTTP Basic) → `{"access_token", "token_type": "Bearer", "expires_in"
 from __future__ import annotations
 
 import base64
+import math
+import os
 import time
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
@@ -22,6 +24,7 @@ from ror.fhir.responses import outcome_response
 
 router = APIRouter()
 TOKEN_RATE = (20, 60.0)  # at most 20 token requests per client or address per minute
+WRITE_RATE = (300, 60.0)  # at most 300 FHIR writes per client (or address when anonymous) per minute
 
 
 class RateLimiter:
@@ -40,6 +43,31 @@ class RateLimiter:
             return False
         q.append(now)
         return True
+
+    def retry_after(self, key: str, now: float | None = None) -> int:
+        """Whole seconds until `key` may be served again (at least 1)."""
+        now = time.monotonic() if now is None else now
+        q = self.hits.get(key)
+        if not q:
+            return 1
+        return max(1, math.ceil(q[0] + self.window - now))
+
+
+def write_rate() -> tuple[int, float]:
+    """`ROR_WRITE_RATE` = "<writes>/<seconds>" per client (default 300/60)."""
+    raw = os.environ.get("ROR_WRITE_RATE", "")
+    count, _, seconds = raw.partition("/")
+    if count.isdigit() and seconds.replace(".", "", 1).isdigit():
+        return int(count), float(seconds)
+    return WRITE_RATE
+
+
+def is_write(method: str, path: str) -> bool:
+    """A FHIR write: POST/PUT/PATCH/DELETE under /fhir, except searches (`_search`) and operations (`$…`)."""
+    if method not in ("POST", "PUT", "PATCH", "DELETE") or not (path == "/fhir" or path.startswith("/fhir/")):
+        return False
+    last = path.rstrip("/").rsplit("/", 1)[-1]
+    return not (last.startswith("_search") or last.startswith("$"))
 
 
 def _oauth_error(status: int, error: str, description: str) -> JSONResponse:
@@ -85,6 +113,7 @@ def install_auth(app: object, tokens: TokenService) -> None:
     """Bearer-token middleware: sets request.state.caller; a bad token is a 401 OperationOutcome."""
     app.state.tokens = tokens  # type: ignore[attr-defined]
     app.state.token_limiter = RateLimiter(*TOKEN_RATE)  # type: ignore[attr-defined]
+    app.state.write_limiter = RateLimiter(*write_rate())  # type: ignore[attr-defined]
 
     @app.middleware("http")  # type: ignore[attr-defined]
     async def authenticate(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -100,6 +129,17 @@ def install_auth(app: object, tokens: TokenService) -> None:
                     headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
                 )
         request.state.caller = caller
+        if is_write(request.method, request.url.path):
+            limiter: RateLimiter = request.app.state.write_limiter
+            who = caller.subject if caller.kind != "anonymous" and caller.subject else None
+            key = f"{caller.kind}:{who}" if who else f"ip:{request.client.host if request.client else '?'}"
+            if not limiter.allow(key):
+                wait = limiter.retry_after(key)
+                return outcome_response(
+                    429,
+                    [Issue("error", "throttled", f"too many writes: at most {limiter.limit} per {limiter.window:g} s")],
+                    headers={"Retry-After": str(wait)},
+                )
         response = await call_next(request)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")

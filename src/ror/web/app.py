@@ -11,7 +11,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from ror.web import (
+    pages_admin,
     pages_auth,
+    pages_crisis,
     pages_dashboard,
     pages_entry,
     pages_offer_forms,
@@ -55,6 +57,8 @@ def install_web(app: FastAPI) -> None:
     app.include_router(pages_offer_forms.router)  # /etablissements/{finess}/offres…: offer forms (docs/workflow.md)
     app.include_router(pages_tension.router)  # /tension: TES board and declarations (docs/tension.md)
     app.include_router(pages_urgences.router)  # /urgences: emergency activity (docs/urgences.md)
+    app.include_router(pages_crisis.router)  # crisis declaration / end from the dashboard (docs/web.md)
+    app.include_router(pages_admin.router)  # /administration/…: people, API clients, imports, crises, audit log
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def home(request: Request) -> Response:

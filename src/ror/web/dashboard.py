@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, select
 
-from ror.db.tables import capacity, idx_reference, idx_token
+from ror.db.tables import capacity, capacity_event, idx_reference, idx_token, resource
 from ror.directory import ids
 
 CRITICAL: dict[str, tuple[str, ...]] = {
@@ -143,6 +143,52 @@ def stale_units(
     count = int(conn.execute(select(func.count()).select_from(sub)).scalar_one())
     rows = conn.execute(select(sub).order_by(sub.c.last, sub.c.location_id).limit(limit)).all()
     return count, [(r.location_id, r.last, r.dep) for r in rows]
+
+
+TREND_DAYS = 7
+
+
+def available_trend(
+    conn: Connection, units: list[UnitFigures], now: datetime, *, region: str | None = None, days: int = TREND_DAYS
+) -> tuple[datetime, dict[str, list[tuple[datetime, int]]]]:
+    """(start, {category: [(hour, available beds at that hour)]}) over the last `days`, for the critical-care
+    units of the scope. Reconstructed backwards from the current figures (`units`, the projection) through the
+    changes of `capacity_event` received since, in one query — the projection is the state after every event
+    received, so walking back by `nb_after - nb_before` gives the state at each hour (reception time)."""
+    start = (now - timedelta(days=days)).replace(minute=0, second=0, microsecond=0)
+    current = {cat: 0 for cat in CATEGORY_LABELS}
+    for u in units:
+        current[u.category] += u.totals.available
+    crit = critical_locations()
+    e = capacity_event
+    q = (
+        select(crit.c.code, e.c.received_at, e.c.nb_before, e.c.nb_after)
+        .select_from(e.join(crit, crit.c.location_id == e.c.location_id))
+        .where(
+            e.c.received_at >= start,
+            e.c.status == "02",
+            e.c.temporality == "01",
+            e.c.temporary_assignment.in_(("", "01")),
+        )
+    )
+    if region:
+        q = q.where(e.c.location_pk.in_(select(resource.c.pk).where(resource.c.region == region)))
+    hours = int((now - start).total_seconds() // 3600) + 1
+    deltas: dict[str, list[int]] = {cat: [0] * (hours + 1) for cat in CATEGORY_LABELS}
+    for code, received, before, after in conn.execute(q):
+        # the change is seen from the first hour mark after its reception on
+        k = min(hours, int((received - start).total_seconds() // 3600) + 1)
+        deltas[CATEGORY_OF[code]][k] += (after or 0) - (before or 0)
+    out: dict[str, list[tuple[datetime, int]]] = {}
+    for cat, d in deltas.items():
+        value, points = current[cat], []
+        for k in range(hours, -1, -1):  # backwards from now
+            points.append((start + timedelta(hours=k), value))
+            value -= d[k]
+        points.reverse()
+        points[-1] = (now, current[cat])
+        out[cat] = points
+    return start, out
 
 
 def color(t: Totals | None) -> tuple[str, str, str]:

@@ -4,34 +4,45 @@ stale-data list and CSV downloads of the tables shown."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+from collections.abc import AsyncIterator
 from html import escape
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 from markupsafe import Markup
+from starlette.concurrency import run_in_threadpool
 
+from ror.capacity.crisis import CRISIS_TYPES, DEFAULT_CRISIS_FRESHNESS_MIN, CrisisRegistry
 from ror.directory import ids
 from ror.web.app_errors import may_not_see
+from ror.web.charts import Series, step_chart
 from ror.web.dashboard import (
     CATEGORY_LABELS,
     LEGEND,
+    TREND_DAYS,
     Totals,
     add,
+    available_trend,
     by_departement,
     color,
     critical_units,
     stale_units,
 )
 from ror.web.data import finess_of, read_many, ref_id, region_of
+from ror.web.pages_crisis import covering, may_declare, may_manage
 from ror.web.render import age, now_utc, percent, render
 from ror.web.session import WebError, require_session
 from ror.web.tilegrid import grid
 
 router = APIRouter(include_in_schema=False)
 TILE, GAP = 46, 3
+HEARTBEAT_S = 15.0
+TREND_COLORS = {"rea": "#ce0500", "si": "#000091", "sc": "#18753c"}
 
 
 def _session(request: Request) -> Any:
@@ -99,39 +110,105 @@ def _stale_view(conn: Any, region: str | None, departement: str | None) -> tuple
     return count, out
 
 
-@router.get("/tableau-de-bord")
-def dashboard(request: Request) -> Response:
-    session = _session(request)
+def _live_context(request: Request, session: Any) -> dict[str, Any]:
+    """What the live part of the dashboard shows (map, summary, table by département, trend chart): the page
+    renders it once, `/tableau-de-bord/direct` again on every change pushed by `/tableau-de-bord/flux`."""
     svc = request.app.state.services
     region = _region(request, session)
+    now = now_utc()
     with svc.store.read_conn() as conn:
         units = critical_units(conn, region=region)
-        stale_count, stale = _stale_view(conn, region, None)
+        start, trend = available_trend(conn, units, now, region=region)
     deps = by_departement(units)
     total = Totals()
     for t in deps.values():
         add(total, t)
+    names = {d.code: d.name for d in svc.geography.departements()}
+    series = [Series(CATEGORY_LABELS[k], TREND_COLORS[k], points) for k, points in trend.items()]
+    title = f"Lits de soins critiques disponibles, {TREND_DAYS} derniers jours (par heure)"
+    return {
+        "region": region,
+        "map": Markup(map_svg(deps, names)),
+        "legend": LEGEND,
+        "table": [(code, names.get(code, code), deps[code]) for code in sorted(deps)],
+        "total": total,
+        "categories": CATEGORY_LABELS,
+        "trend": Markup(step_chart(series, start, now, title)),
+        "trend_colors": TREND_COLORS,
+        "refreshed": now,
+    }
+
+
+@router.get("/tableau-de-bord")
+def dashboard(request: Request) -> Response:
+    session = _session(request)
+    svc = request.app.state.services
+    context = _live_context(request, session)
+    region = context["region"]
+    with svc.store.read_conn() as conn:
+        stale_count, stale = _stale_view(conn, region, None)
     geo = svc.geography
-    names = {d.code: d.name for d in geo.departements()}
-    table = [(code, names.get(code, code), deps[code]) for code in sorted(deps)]
     return render(
         request,
         "dashboard.html",
         {
+            **context,
             "title": "Tableau de bord",
             "nav": "tableau",
-            "region": region,
             "region_name": (geo.region(region).name if region and geo.region(region) else None),
             "regions": geo.regions(),
-            "map": Markup(map_svg(deps, names)),
-            "legend": LEGEND,
-            "table": table,
-            "total": total,
-            "categories": CATEGORY_LABELS,
             "stale": stale,
             "stale_count": stale_count,
             "csv_url": "/tableau-de-bord.csv" + (f"?region={region}" if region else ""),
+            "crises": covering(request, CrisisRegistry(svc.engine).active(), region),
+            "crisis_types": CRISIS_TYPES,
+            "may_declare": may_declare(session.person),
+            "may_manage": lambda c: may_manage(request, session.person, c.scope_kind, c.scope_codes),
+            "default_freshness": DEFAULT_CRISIS_FRESHNESS_MIN,
+            "crisis_done": request.query_params.get("crise"),
         },
+    )
+
+
+@router.get("/tableau-de-bord/direct")
+def dashboard_live(request: Request) -> Response:
+    """The live part of the dashboard alone (HTML fragment), fetched by the page when the stream says so."""
+    session = _session(request)
+    return render(request, "dashboard_live.html", _live_context(request, session))
+
+
+@router.get("/tableau-de-bord/flux")
+async def dashboard_stream(request: Request) -> StreamingResponse:
+    """Server-Sent Events over the web session: `event: capacity` for every accepted change of an availability
+    (status 02) of the territory shown; the page then fetches `/tableau-de-bord/direct` (at most every 2 s)."""
+    session = await run_in_threadpool(_session, request)
+    region = _region(request, session)
+    broker = request.app.state.capacity_broker
+    sub = broker.subscribe()
+
+    async def events() -> AsyncIterator[bytes]:
+        try:
+            yield b": connected\n\n"
+            while True:
+                try:
+                    change = await asyncio.wait_for(sub.queue.get(), HEARTBEAT_S)
+                except TimeoutError:
+                    if await request.is_disconnected():
+                        return
+                    yield b": heartbeat\n\n"
+                    continue
+                if change.get("kind") == "tension" or (region and change.get("region") != region):
+                    continue
+                key = change.get("key") or {}
+                if key.get("status") not in ("01", "02", "03"):
+                    continue
+                seen = {k: change.get(k) for k in ("location", "departement", "before", "after", "updated_at")}
+                yield b"event: capacity\ndata: " + orjson.dumps(seen) + b"\n\n"
+        finally:
+            broker.unsubscribe(sub)
+
+    return StreamingResponse(
+        events(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     )
 
 
