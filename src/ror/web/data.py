@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, select, tuple_
+from sqlalchemy import Connection, and_, select
 
 from ror.access.context import contexts
 from ror.access.policy import Profile, filter_resource
@@ -36,18 +36,21 @@ def filtered(
 
 
 def read_many(conn: Connection, profile: Profile, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Res]:
-    keys = sorted(set(keys))
+    by_type: dict[str, list[str]] = {}
+    for rt, rid in sorted(set(keys)):
+        by_type.setdefault(rt, []).append(rid)
     rows: list[tuple[int, str, str, str]] = []
-    for start in range(0, len(keys), 500):
-        chunk = keys[start : start + 500]
-        rows += [
-            (r.pk, r.res_type, r.res_id, r.content)
-            for r in conn.execute(
-                select(resource.c.pk, resource.c.res_type, resource.c.res_id, resource.c.content).where(
-                    tuple_(resource.c.res_type, resource.c.res_id).in_(chunk), resource.c.deleted.is_(False)
+    for rt, res_ids in by_type.items():  # one type at a time: `res_type = ? AND res_id IN (…)` uses the unique
+        for start in range(0, len(res_ids), 500):  # index (a row-value IN scans the table on SQLite)
+            chunk = res_ids[start : start + 500]
+            rows += [
+                (r.pk, r.res_type, r.res_id, r.content)
+                for r in conn.execute(
+                    select(resource.c.pk, resource.c.res_type, resource.c.res_id, resource.c.content).where(
+                        resource.c.res_type == rt, resource.c.res_id.in_(chunk), resource.c.deleted.is_(False)
+                    )
                 )
-            )
-        ]
+            ]
     return filtered(conn, profile, rows)
 
 
