@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 
 from ror.access.tokens import Caller
 from ror.db.tables import resource
@@ -15,6 +15,10 @@ from ror.directory import ids
 from ror.errors import RorError
 
 MAX_DEPTH = 6
+# built once: looked up on every write (the capacity feed's hot path)
+_ORGANIZATION = select(resource.c.content).where(
+    resource.c.res_type == "Organization", resource.c.res_id == bindparam("i"), resource.c.deleted.is_(False)
+)
 
 
 class Forbidden(RorError):
@@ -48,11 +52,7 @@ def establishment_finess(conn: Connection, res: dict[str, Any]) -> set[str]:
         if current is None:
             if org_id is None:
                 break
-            content = conn.execute(
-                select(resource.c.content).where(
-                    resource.c.res_type == "Organization", resource.c.res_id == org_id, resource.c.deleted.is_(False)
-                )
-            ).scalar()
+            content = conn.execute(_ORGANIZATION, {"i": org_id}).scalar()
             if content is None:
                 break
             current = orjson.loads(content)
@@ -73,7 +73,7 @@ def require_write(conn: Connection, caller: Caller, res: dict[str, Any]) -> None
     if not caller.can_write:
         raise Forbidden("this client may not write (no establishment granted)")
     finess = establishment_finess(conn, res)
-    if not finess & set(caller.feeds):
+    if finess.isdisjoint(caller.feeds):
         owners = ", ".join(sorted(finess)) or "?"
         raise Forbidden(
             f"{res.get('resourceType')}/{res.get('id')} belongs to establishment(s) {owners}, "

@@ -19,11 +19,13 @@ from sqlalchemy.sql.selectable import FromClause
 from ror.db.engine import is_sqlite
 from ror.db.tables import idx_date, idx_geo, idx_number, idx_quantity, idx_reference, idx_string, idx_token, resource
 from ror.errors import InvalidRequest
+from ror.search.aliases import alias, statement_scope
 from ror.search.geo import distance_sql
 from ror.search.query import Include, SearchQuery, SortKey
 from ror.search.sql import Compiler
 
 MAX_INCLUDE_ROUNDS = 4
+_OUTER = resource.alias("r")  # the matched resources (one alias object, reused by every search)
 Restrict = Callable[[FromClause, str], ColumnElement[bool]]
 
 
@@ -95,7 +97,7 @@ class SearchEngine:
         if key.name == "near":
             if q.near is None:
                 raise InvalidRequest("_sort=near needs a near or near-insee-code criterion", expression="_sort")
-            g = idx_geo.alias()
+            g = alias(idx_geo)
             dist = (
                 select(distance_sql(q.near.lat, q.near.lon, g.c.lat, g.c.lon, self.sqlite))
                 .where(g.c.resource_pk == outer.c.pk)
@@ -113,7 +115,7 @@ class SearchEngine:
             "quantity": (idx_quantity, "value", "num"),
             "date": (idx_date, "low", "date"),
         }[p.type]
-        t = table.alias()
+        t = alias(table)
         agg = func.max if key.descending else func.min
         sub = (
             select(agg(t.c[col]))
@@ -125,9 +127,9 @@ class SearchEngine:
     def _chained_location_distance(self, q: SearchQuery, outer: FromClause) -> Any:
         """Distance of the nearest Location the resource points to (HealthcareService.location)."""
         assert q.near is not None
-        g = idx_geo.alias()
-        r = idx_reference.alias()
-        loc = resource.alias()
+        g = alias(idx_geo)
+        r = alias(idx_reference)
+        loc = alias(resource)
         return (
             select(func.min(distance_sql(q.near.lat, q.near.lon, g.c.lat, g.c.lon, self.sqlite)))
             .select_from(
@@ -165,7 +167,11 @@ class SearchEngine:
     def search(self, q: SearchQuery, restrict: Restrict | None = None) -> SearchResult:
         """Run `q`. `restrict(outer, res_type)` adds a condition every match and include must satisfy (access
         control: resources the caller may not see never count in totals or pages)."""
-        outer = resource.alias("r")
+        with statement_scope():
+            return self._search(q, restrict)
+
+    def _search(self, q: SearchQuery, restrict: Restrict | None) -> SearchResult:
+        outer = _OUTER
         where = self.compiler.where(q.nodes, outer, q.res_type)
         if restrict is not None:
             where = and_(where, restrict(outer, q.res_type))
@@ -254,7 +260,7 @@ class SearchEngine:
             by_type.setdefault(row.res_type, []).append(row)
         kept: set[int] = set()
         for rt, group in by_type.items():
-            v = resource.alias()
+            v = alias(resource)
             kept.update(
                 conn.execute(select(v.c.pk).where(v.c.pk.in_([g.pk for g in group]), restrict(v, rt))).scalars()
             )

@@ -24,6 +24,7 @@ from ror.db.tables import (
 )
 from ror.directory import ids
 from ror.errors import InvalidRequest
+from ror.search.aliases import alias
 from ror.search.geo import bounding_box, distance_sql
 from ror.search.normalise import date_range, norm_text, utcnow
 from ror.search.query import BoolNode, Chain, Criterion, Has, Node, Value
@@ -141,7 +142,7 @@ class Compiler:
             return or_(*[self._date_cmp(v, outer.c.last_updated, outer.c.last_updated) for v in c.values])
         if c.name == "near":
             return self._near(c, outer)
-        table = TABLES[c.type].alias()
+        table = alias(TABLES[c.type])
         param_name = "identifier:of-type" if c.modifier == "of-type" else c.name
         base = and_(table.c.res_type == res_type, table.c.param == param_name)
         # `pk IN (uncorrelated sub-select)`: the database computes the matching set once (index scan) and probes
@@ -271,7 +272,7 @@ class Compiler:
     def _near(self, c: Criterion, outer: FromClause, *, correlated: bool = False) -> ColumnElement[bool]:
         lat_s, lon_s, km_s = (c.values[0].code or "").split("|")
         lat, lon, km = float(lat_s), float(lon_s), float(km_s)
-        g = idx_geo.alias()
+        g = alias(idx_geo)
         min_lat, max_lat, min_lon, max_lon = bounding_box(lat, lon, km)
         if correlated:  # one position to test per candidate (idx_geo is keyed by resource_pk)
             return exists().where(
@@ -294,7 +295,7 @@ class Compiler:
         projected = self._capacity_projection(crits, outer, correlated=correlated)
         if projected is not None:
             return projected
-        aliases = [TABLES[c.type].alias() for c in crits]
+        aliases = [alias(TABLES[c.type]) for c in crits]
         first = aliases[0]
         conds: list[ColumnElement[bool]] = []
         for c, a in zip(crits, aliases, strict=True):
@@ -315,7 +316,7 @@ class Compiler:
         None when a criterion has no column there (the generic index join then applies)."""
         if not all(c.name in CAPACITY_COLUMNS and c.modifier is None for c in crits):
             return None
-        cap = capacity.alias()
+        cap = alias(capacity)
         conds: list[ColumnElement[bool]] = []
         for c in crits:
             column, system = CAPACITY_COLUMNS[c.name]
@@ -338,13 +339,13 @@ class Compiler:
     # -- chains ------------------------------------------------------------------------------------------------
     def _targets(self, chain: Chain) -> Any:
         """Ids of the target resources that satisfy the inner criterion (and, for :above, their descendants)."""
-        t = resource.alias()
+        t = alias(resource)
         base = select(t.c.res_id).where(self.where([chain.inner], t, chain.target_type))
         if not chain.above:
             return base
         tree = base.cte(name="above_tree", recursive=True)
-        pr = idx_reference.alias()
-        child = resource.alias()
+        pr = alias(idx_reference)
+        child = alias(resource)
         step = (
             select(child.c.res_id)
             .select_from(pr.join(child, child.c.pk == pr.c.resource_pk))
@@ -359,7 +360,7 @@ class Compiler:
         return select(tree.c.res_id)
 
     def _chain(self, chain: Chain, outer: FromClause, res_type: str) -> ColumnElement[bool]:
-        r = idx_reference.alias()
+        r = alias(idx_reference)
         return outer.c.pk.in_(
             select(r.c.resource_pk).where(
                 r.c.res_type == res_type,
@@ -371,8 +372,8 @@ class Compiler:
 
     def _chain_exists(self, chain: Chain, outer: FromClause, res_type: str) -> ColumnElement[bool]:
         """The chain as a correlated EXISTS: the candidate's references, their target, the inner criteria on it."""
-        r = idx_reference.alias()
-        t = resource.alias()
+        r = alias(idx_reference)
+        t = alias(resource)
         return exists().where(
             r.c.resource_pk == outer.c.pk,
             r.c.param == chain.ref.code,
@@ -383,8 +384,8 @@ class Compiler:
         )
 
     def _has(self, has: Has, outer: FromClause, res_type: str) -> ColumnElement[bool]:
-        s = resource.alias()
-        r = idx_reference.alias()
+        s = alias(resource)
+        r = alias(idx_reference)
         return outer.c.res_id.in_(
             select(r.c.target_id)
             .select_from(s.join(r, r.c.resource_pk == s.c.pk))

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, DateTime, Engine, bindparam, delete, func, insert, select, text, update
+from sqlalchemy import Connection, DateTime, Engine, bindparam, func, insert, select, text, update
 
 from ror.db.engine import is_sqlite
 from ror.db.tables import (
@@ -40,6 +40,43 @@ from ror.store.meta import commune_code, content_hash, creation_date, dumps, fin
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 # A version row's content is NULL while it is the current version: the content is then resource.content.
 _VERSION_CONTENT = func.coalesce(resource_version.c.content, resource.c.content).label("content")
+
+# Statements built once (bind parameters t = res_type, i = res_id): building a select costs ~0.3 ms of Python,
+# paid several times per write on the capacity feed's hot path.
+_BY_KEY = (resource.c.res_type == bindparam("t"), resource.c.res_id == bindparam("i"))
+_READ = select(resource.c.version_id, resource.c.last_updated, resource.c.deleted, resource.c.content).where(*_BY_KEY)
+_CURRENT = select(
+    resource.c.pk,
+    resource.c.version_id,
+    resource.c.deleted,
+    resource.c.created,
+    resource.c.region,
+    resource.c.content_hash,
+    resource.c.content,
+).where(*_BY_KEY)
+_CURRENT_FOR_UPDATE = _CURRENT.with_for_update()
+_EXISTS = select(resource.c.pk).where(*_BY_KEY, resource.c.deleted.is_(False))
+_UPDATE_CURRENT = (
+    update(resource)
+    .where(resource.c.pk == bindparam("b_pk"))
+    .values(
+        version_id=bindparam("b_vid"),
+        last_updated=bindparam("b_lu"),
+        deleted=False,
+        region=bindparam("b_region"),
+        content_hash=bindparam("b_hash"),
+        content=bindparam("b_content"),
+    )
+)
+_KEEP_VERSION_CONTENT = (
+    update(resource_version)
+    .where(
+        resource_version.c.resource_pk == bindparam("b_pk"),
+        resource_version.c.version_id == bindparam("b_vid"),
+        resource_version.c.content.is_(None),
+    )
+    .values(content=bindparam("b_content"))
+)
 
 
 def _versions() -> Any:
@@ -196,11 +233,7 @@ class ResourceStore:
     # -- reads -------------------------------------------------------------------------------------------------
     def read(self, res_type: str, res_id: str, conn: Connection | None = None) -> Stored:
         with self._maybe(conn) as c:
-            row = c.execute(
-                select(resource.c.version_id, resource.c.last_updated, resource.c.deleted, resource.c.content).where(
-                    resource.c.res_type == res_type, resource.c.res_id == res_id
-                )
-            ).first()
+            row = c.execute(_READ, {"t": res_type, "i": res_id}).first()
         if row is None:
             raise NotFound(f"{res_type}/{res_id} is not known", expression=res_type)
         if row.deleted:
@@ -218,16 +251,7 @@ class ResourceStore:
 
     def exists(self, res_type: str, res_id: str, conn: Connection | None = None) -> bool:
         with self._maybe(conn) as c:
-            return (
-                c.execute(
-                    select(resource.c.pk).where(
-                        resource.c.res_type == res_type,
-                        resource.c.res_id == res_id,
-                        resource.c.deleted.is_(False),
-                    )
-                ).first()
-                is not None
-            )
+            return c.execute(_EXISTS, {"t": res_type, "i": res_id}).first() is not None
 
     def vread(self, res_type: str, res_id: str, version_id: int) -> Stored:
         with self.read_conn() as c:
@@ -393,18 +417,7 @@ class ResourceStore:
                 yield c
 
     def _current(self, c: Connection, res_type: str, res_id: str) -> Any:
-        q = select(
-            resource.c.pk,
-            resource.c.version_id,
-            resource.c.deleted,
-            resource.c.created,
-            resource.c.region,
-            resource.c.content_hash,
-            resource.c.content,
-        ).where(resource.c.res_type == res_type, resource.c.res_id == res_id)
-        if not self._sqlite:
-            q = q.with_for_update()
-        return c.execute(q).first()
+        return c.execute(_CURRENT if self._sqlite else _CURRENT_FOR_UPDATE, {"t": res_type, "i": res_id}).first()
 
     @staticmethod
     def _kept_creation_date(cur: Any, res: dict[str, Any]) -> str | None:
@@ -571,16 +584,7 @@ class ResourceStore:
             self._clear_indexes(c, [p.pk for p in old if p.pk is not None])
             self._supersede(c, [(p.pk, p.version_id - 1, p.previous) for p in old if p.previous is not None])
             c.execute(
-                update(resource)
-                .where(resource.c.pk == bindparam("b_pk"))
-                .values(
-                    version_id=bindparam("b_vid"),
-                    last_updated=bindparam("b_lu"),
-                    deleted=False,
-                    region=bindparam("b_region"),
-                    content_hash=bindparam("b_hash"),
-                    content=bindparam("b_content"),
-                ),
+                _UPDATE_CURRENT,
                 [
                     {
                         "b_pk": p.pk,
@@ -630,16 +634,7 @@ class ResourceStore:
         NULL there, meaning "same as resource.content")."""
         rows = [{"b_pk": pk, "b_vid": vid, "b_content": content} for pk, vid, content in versions if content]
         if rows:
-            c.execute(
-                update(resource_version)
-                .where(
-                    resource_version.c.resource_pk == bindparam("b_pk"),
-                    resource_version.c.version_id == bindparam("b_vid"),
-                    resource_version.c.content.is_(None),
-                )
-                .values(content=bindparam("b_content")),
-                rows,
-            )
+            c.execute(_KEEP_VERSION_CONTENT, rows)
 
     def _insert_indexes(self, c: Connection, pending: Iterable[_Pending]) -> None:
         buckets: dict[Any, list[tuple[Any, ...]]] = {table: [] for table in _INDEX_COLS}
@@ -660,10 +655,14 @@ class ResourceStore:
             _bulk_insert(c, table, _INDEX_COLS[table], rows)
 
     def _clear_indexes(self, c: Connection, pks: list[int]) -> None:
+        """Delete the index rows of these resources: plain driver SQL, one statement per table and chunk (the
+        SQLAlchemy-built DELETE … IN cost ~1 ms per table, seven tables per write)."""
+        mark = "?" if self._sqlite else "%s"
         for start in range(0, len(pks), 900):
-            chunk = pks[start : start + 900]
-            for table in (idx_token, idx_string, idx_number, idx_quantity, idx_date, idx_reference, idx_geo):
-                c.execute(delete(table).where(table.c.resource_pk.in_(chunk)))
+            chunk = tuple(pks[start : start + 900])
+            where = f"resource_pk = {mark}" if len(chunk) == 1 else f"resource_pk IN ({', '.join([mark] * len(chunk))})"
+            for table in _INDEX_COLS:
+                c.exec_driver_sql(f"DELETE FROM {table.name} WHERE {where}", chunk)
 
 
 def _sqlite_datetime(v: Any) -> Any:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, insert, or_, select, update
 
 from ror.db.engine import is_sqlite
 from ror.db.tables import subscription, subscription_error, subscription_outbox
@@ -61,10 +61,16 @@ def _write_conn(engine: Engine) -> Any:
     return engine.connect().execution_options(ror_write=True)
 
 
+# built once: this query runs inside every store write (the capacity feed's hot path)
+_LIVE = (
+    select(s)
+    .where(s.c.res_type.in_(bindparam("types", expanding=True)), s.c.status.in_(LIVE_STATUSES))
+    .order_by(s.c.id)
+)
+
+
 def live_subscriptions(conn: Connection, res_types: Iterable[str]) -> list[Subscription]:
-    rows = conn.execute(
-        select(s).where(s.c.res_type.in_(list(res_types)), s.c.status.in_(LIVE_STATUSES)).order_by(s.c.id)
-    ).all()
+    rows = conn.execute(_LIVE, {"types": sorted(res_types)}).all()
     return [row_to_subscription(r) for r in rows]
 
 
