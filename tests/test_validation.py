@@ -550,3 +550,17 @@ def test_deprecated_code_rejected(validator: Validator) -> None:
     res["extension"].append(capacity("02", 1, gender="03"))  # genre 03 Indifférencié, deprecated 2025-08-28
     errors = [f for f in validator.validate(res).errors if f.rule == "loc-capacity"]
     assert errors and "deprecated" in errors[0].message
+
+
+def test_siret_shared_by_establishments_is_not_a_duplicate(validator: Validator, store: ResourceStore) -> None:
+    """FINESS gives one SIRET to several establishments (found by the national round trip): only FINESS and
+    idNatStruct must be unique among Organizations."""
+    siret = {"system": ids.SIRENE, "value": "26350001600012"}
+    finess = {"system": ids.FINESS, "value": "350000741"}
+    store.bulk_upsert([{"resourceType": "Organization", "id": "eg-a", "identifier": [siret, finess]}])
+    other = {"resourceType": "Organization", "identifier": [siret, {"system": ids.FINESS, "value": "350000742"}]}
+    assert [f for f in validator.validate(other).findings if f.rule == "identifier-unique"] == []
+    clash = {"resourceType": "Organization", "identifier": [finess]}
+    assert [f.expression for f in validator.validate(clash).findings if f.rule == "identifier-unique"] == [
+        "Organization.identifier[0]"
+    ]
