@@ -3,7 +3,10 @@ expression); the HTTP adapters turn them into responses, the core never builds H
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 
 @dataclass
@@ -65,3 +68,25 @@ class UnknownCode(RorError):
     """A code or system that the terminology does not know: never silently accepted."""
 
     status, code = 400, "code-invalid"
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def client_json(what: str) -> Callable[[F], F]:
+    """Decorator for parsers of a client's JSON body: an element of the wrong JSON type met while parsing (a list
+    where an object is expected, a number where a string is…) is a 400 naming `what`, never a 500."""
+
+    def wrap(parse: F) -> F:
+        @functools.wraps(parse)
+        def parsed(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return parse(*args, **kwargs)
+            except (AttributeError, TypeError, KeyError) as exc:
+                raise InvalidRequest(
+                    f"malformed {what}: an element has the wrong JSON type ({exc})", expression=what
+                ) from exc
+
+        return parsed  # type: ignore[return-value]
+
+    return wrap

@@ -24,6 +24,7 @@ from ror.fhir.capacity import router as capacity_router
 from ror.fhir.capacity_series import router as capacity_series_router
 from ror.fhir.crisis import router as crisis_router
 from ror.fhir.export import install_export
+from ror.fhir.limits import install as install_limits
 from ror.fhir.reports import router as reports_router
 from ror.fhir.stream import router as stream_router
 from ror.fhir.subscriptions import install_subscriptions
@@ -47,6 +48,7 @@ def create_app(
         else Profile(int(os.environ.get("ROR_ANONYMOUS_PROFILE", "0")))
     )
     install_error_handlers(app)
+    install_limits(app)  # body size (ROR_MAX_BODY_BYTES) and JSON depth, before any route
     install_auth(app, tokens or TokenService(oidc=OidcConfig.from_env()))
     app.include_router(oauth_router)
     app.include_router(capacity_router)  # before the generic /fhir/{type}/{id} routes

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from ror.directory import ids
-from ror.errors import InvalidRequest
+from ror.errors import InvalidRequest, client_json
 from ror.search.normalise import date_range
 
 CAPACITY_URL = ids.EXT_CAPACITY
@@ -103,6 +103,7 @@ class Indicator:
         return {"url": CAPACITY_URL, "extension": sub}
 
 
+@client_json("Location.extension")
 def parse_indicator(ext: Mapping[str, Any], path: str = "Location.extension") -> Indicator:
     """Read one capacity extension; InvalidRequest names the faulty element (FHIRPath) on any problem."""
     if ext.get("url") != CAPACITY_URL:

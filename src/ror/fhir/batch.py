@@ -49,6 +49,8 @@ async def batch(request: Request) -> FhirResponse:
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle" or bundle.get("type") != "batch":
         raise InvalidRequest("POST [base] takes a Bundle of type batch", expression="Bundle.type")
     entries = bundle.get("entry") or []
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise InvalidRequest("Bundle.entry must be a list of objects", expression="Bundle.entry")
     if len(entries) > MAX_ENTRIES:
         raise InvalidRequest(f"at most {MAX_ENTRIES} entries per batch", expression="Bundle.entry")
     caller = getattr(request.state, "caller", ANONYMOUS)
@@ -60,6 +62,8 @@ async def batch(request: Request) -> FhirResponse:
         for i, entry in enumerate(entries):
             req = entry.get("request") or {}
             try:
+                if not isinstance(req, dict):
+                    raise InvalidRequest("request must be an object", expression=f"Bundle.entry[{i}].request")
                 if req.get("method") != "PATCH":
                     raise InvalidRequest(
                         "only PATCH entries are accepted", expression=f"Bundle.entry[{i}].request.method"

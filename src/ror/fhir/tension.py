@@ -72,7 +72,7 @@ async def declare(request: Request) -> Response:
 @router.put("/fhir/Flag/{flag_id}", tags=["tension"], summary="Amend or end a tension declaration")
 async def amend(request: Request, flag_id: str) -> Response:
     body = await read_json(request)
-    if body.get("id") not in (None, flag_id):
+    if isinstance(body, dict) and body.get("id") not in (None, flag_id):  # parse_flag refuses a non-object
         raise InvalidRequest("the id in the body differs from the URL", expression="Flag.id")
     data = parse_flag(body)
     tension = services(request).tension

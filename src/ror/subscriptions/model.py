@@ -9,7 +9,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
-from ror.errors import InvalidRequest
+from ror.errors import InvalidRequest, client_json
 from ror.search.normalise import date_range, fhir_instant
 
 BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/"
@@ -126,6 +126,7 @@ def parse_instant(value: Any, expression: str) -> datetime:
         raise InvalidRequest(f"{expression}: {exc}", expression=expression) from exc
 
 
+@client_json("Subscription")
 def parse_spec(res: dict[str, Any]) -> Spec:
     """Read a client's Subscription; InvalidRequest (with the FHIRPath of the problem) when it cannot be served."""
     if res.get("resourceType") != "Subscription":

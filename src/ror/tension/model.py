@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from ror.directory import ids
-from ror.errors import InvalidRequest
+from ror.errors import InvalidRequest, client_json
 from ror.search.normalise import fhir_instant
 from ror.store.meta import REGION_SYSTEM
 
@@ -226,6 +226,7 @@ class FlagInput:
     active: bool
 
 
+@client_json("Flag")
 def parse_flag(res: dict[str, Any]) -> FlagInput:
     if res.get("resourceType") != "Flag":
         raise InvalidRequest("the body must be a Flag", expression="Flag")

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ror.directory import ids
-from ror.errors import InvalidRequest
+from ror.errors import InvalidRequest, client_json
 from ror.search.normalise import fhir_instant
 from ror.store.meta import REGION_SYSTEM
 
@@ -111,6 +111,7 @@ class ReportInput:
     figures: Figures
 
 
+@client_json("MeasureReport")
 def parse_measure_report(res: dict[str, Any]) -> ReportInput:
     if res.get("resourceType") != "MeasureReport":
         raise InvalidRequest("the body must be a MeasureReport", expression="MeasureReport")

@@ -161,7 +161,7 @@ def check_structure(res: Any) -> list[Finding]:
     if not isinstance(res, dict):
         return [_finding("Resource", "the body must be a JSON object (a FHIR resource)")]
     rt = res.get("resourceType")
-    if rt not in SHAPES:
+    if not isinstance(rt, str) or rt not in SHAPES:
         return [_finding("resourceType", f"resourceType {rt!r} is not written here ({', '.join(SHAPES)})")]
     shapes = {**_COMMON, **SHAPES[rt]}
     if rt == "Location":

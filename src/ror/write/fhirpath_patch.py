@@ -63,7 +63,9 @@ def raw_operations(body: Any) -> list[RawOperation]:
         where = f"Parameters.parameter[{i}]"
         if not isinstance(param, dict) or param.get("name") != "operation":
             raise InvalidRequest(f"{where}: only 'operation' parameters are accepted", expression=where)
-        parts = {p.get("name"): p for p in param.get("part") or [] if isinstance(p, dict)}
+        parts = {
+            p["name"]: p for p in param.get("part") or [] if isinstance(p, dict) and isinstance(p.get("name"), str)
+        }
         type_part = parts.get("type") or {}
         op_type = type_part.get("valueCode") or type_part.get("valueString")
         path = (parts.get("path") or {}).get("valueString")
