@@ -67,6 +67,25 @@ def test_token_expiry_and_tampering(clients: ClientRegistry) -> None:
         TokenService("another-key-0123456789-abcdefghijklmnopqr").verify(tok)
 
 
+def test_verified_token_cache_still_honours_expiry(clients: ClientRegistry) -> None:
+    """Verified tokens are cached (decode once per token), but a cached token stops working when it expires."""
+    tokens = TokenService(KEY)
+    client = clients.add("short", 2).client
+    tok, _ = tokens.issue(client, now=time.time() - 900 + 1.5)  # expires in 1.5 s
+    first = tokens.verify(tok)
+    assert tokens.verify(tok) is first  # the second verification is the cached one
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            tokens.verify(tok)
+        except TokenError as exc:
+            assert "expired" in str(exc)
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("an expired token was still accepted")
+
+
 def _rsa_jwks(tmp_path: Path) -> tuple[object, Path]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
