@@ -113,3 +113,63 @@ def test_missing_level_counts_as_most_restricted() -> None:
     res = {"resourceType": "Organization", "telecom": [{"system": "phone", "value": "x"}]}
     assert "telecom" not in (filter_resource(res, Profile.PROFESSIONAL, Context()) or {})
     assert filter_resource(res, Profile.ALL, Context())["telecom"] == res["telecom"]  # type: ignore[index]
+
+
+# --- the same matrix through every FHIR read path -------------------------------------------------------------
+def _by_id(bundle: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e["resource"]["id"]: e["resource"] for e in bundle.get("entry", [])}
+
+
+@pytest.mark.parametrize("profile", list(Profile))
+def test_access_matrix_over_http(store: ResourceStore, profile: Profile) -> None:
+    """Read, search, _include, _revinclude and _history over HTTP show exactly what the policy allows: the caller's
+    profile is the server's anonymous profile here (tokens are tested in test_auth.py)."""
+    from fastapi.testclient import TestClient
+
+    from ror.server import create_app
+
+    seed(store)
+    # a second version of loc-mco, so that _history has two versions to filter
+    mco = store.read("Location", "loc-mco").resource()
+    mco["name"] = "MCO Rennes (v2)"
+    store.update("Location", "loc-mco", mco)
+    eg_phones, mco_caps, ms_caps, secret_visible, mco_phones = EXPECTED[profile]
+    with TestClient(create_app(store.engine, anonymous_profile=profile)) as client:
+
+        def get(url: str) -> Any:
+            r = client.get(url)
+            assert r.status_code == 200, (url, r.status_code, r.text[:300])
+            return r.json()
+
+        # read
+        assert phones(get("/fhir/Organization/eg-1")) == eg_phones
+        mco_read = get("/fhir/Location/loc-mco")
+        assert (statuses(mco_read), phones(mco_read)) == (mco_caps, mco_phones)
+        assert statuses(get("/fhir/Location/loc-ms")) == ms_caps
+        for path in ("/fhir/HealthcareService/hs-secret", "/fhir/Location/loc-secret"):
+            assert (client.get(path).status_code == 200) == secret_visible, path
+        # search
+        found = _by_id(get("/fhir/Location?_id=loc-mco,loc-ms,loc-secret"))
+        assert (statuses(found["loc-mco"]), phones(found["loc-mco"])) == (mco_caps, mco_phones)
+        assert statuses(found["loc-ms"]) == ms_caps
+        assert ("loc-secret" in found) == secret_visible
+        # _include: the offers' places and establishment
+        inc = _by_id(
+            get(
+                "/fhir/HealthcareService?_id=hs-mco,hs-secret"
+                "&_include=HealthcareService:location&_include=HealthcareService:organization"
+            )
+        )
+        assert phones(inc["eg-1"]) == eg_phones
+        assert (statuses(inc["loc-mco"]), phones(inc["loc-mco"])) == (mco_caps, mco_phones)
+        assert ("hs-secret" in inc, "loc-secret" in inc) == (secret_visible, secret_visible)
+        # _revinclude: the offers of the places
+        rev = _by_id(get("/fhir/Location?_id=loc-mco,loc-secret&_revinclude=HealthcareService:location"))
+        assert "hs-mco" in rev
+        assert ("hs-secret" in rev, "loc-secret" in rev) == (secret_visible, secret_visible)
+        # _history: every version filtered the same way
+        versions = [e["resource"] for e in get("/fhir/Location/loc-mco/_history").get("entry", [])]
+        assert len(versions) == 2
+        assert all((statuses(v), phones(v)) == (mco_caps, mco_phones) for v in versions)
+        secret_history = client.get("/fhir/Location/loc-secret/_history")
+        assert (secret_history.status_code == 200) == secret_visible
