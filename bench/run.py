@@ -14,6 +14,7 @@ SCRIPTS = [
     ["bench_export.py"],  # full $export + open data of the database bench_search.py leaves behind
     ["bench_quality.py"],  # full quality rule run (twice) + DGOS daily report on the same database
     ["bench_pages.py"],  # server time of the main web pages on a copy of the same database (300 ms target)
+    ["bench_roundtrip.py"],  # $export → validate → load into an empty instance → compare, same database
 ]
 
 
