@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +56,34 @@ class Broker:
                 sub.loop.call_soon_threadsafe(_offer, sub, change)
 
 
+HEARTBEAT_S = 15.0
+Render = Callable[[Subscription, dict[str, Any]], bytes | None]
+
+
+async def follow(
+    broker: Broker, is_disconnected: Callable[[], Awaitable[bool]], render: Render, heartbeat_s: float = HEARTBEAT_S
+) -> AsyncIterator[bytes]:
+    """Server-Sent Events bytes for one subscriber: `: connected`, then `render(sub, change)` for every change it
+    keeps (None skips it), `: heartbeat` when quiet; ends when the client has gone, always unsubscribing. Every
+    SSE endpoint (FHIR API, dashboard, tension board) is this loop with its own filter."""
+    sub = broker.subscribe()
+    try:
+        yield b": connected\n\n"
+        while True:
+            try:
+                change = await asyncio.wait_for(sub.queue.get(), heartbeat_s)
+            except TimeoutError:
+                if await is_disconnected():
+                    return
+                yield b": heartbeat\n\n"
+                continue
+            out = render(sub, change)
+            if out:
+                yield out
+    finally:
+        broker.unsubscribe(sub)
+
+
 def _offer(sub: Subscription, change: dict[str, Any]) -> None:
     try:
         sub.queue.put_nowait(change)
@@ -88,6 +116,8 @@ def install(engine: Engine, broker: Broker) -> None:
 
     @event.listens_for(engine, "rollback")
     def _discard(conn: Connection) -> None:
+        if conn.invalidated:  # the database connection was lost (its info went with it): nothing to discard
+            return
         conn.info.pop(INFO_KEY, None)
 
     if is_sqlite(engine):

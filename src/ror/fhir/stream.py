@@ -7,8 +7,6 @@ Each event: `event: capacity`, `data: {"location", "key", "before", "after", "up
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -20,13 +18,13 @@ from ror.access.context import contexts
 from ror.access.policy import RULES, Profile, visible
 from ror.access.rights import Unauthorized
 from ror.access.tokens import ANONYMOUS
+from ror.capacity.stream import Subscription, follow
 from ror.db.tables import resource
 from ror.fhir.access import caller_profile
 from ror.fhir.common import services
 from ror.tension.service import READ_PROFILES as TENSION_PROFILES
 
 router = APIRouter()
-HEARTBEAT_S = 15.0
 
 
 def _matches(change: dict[str, Any], filters: dict[str, str | None]) -> bool:
@@ -61,38 +59,26 @@ async def capacity_stream(
     if caller.kind == "anonymous" and statuses is not None and not statuses:
         raise Unauthorized("the capacity stream needs an access token (POST /oauth/token)")
     filters = {"departement": departement, "region": region, "location": location}
-    broker = request.app.state.capacity_broker
-    sub = broker.subscribe()
     vis = _Visibility(request, profile)
 
-    async def events() -> AsyncIterator[bytes]:
-        try:
-            yield b": connected\n\n"
-            while True:
-                try:
-                    change = await asyncio.wait_for(sub.queue.get(), HEARTBEAT_S)
-                except TimeoutError:
-                    if await request.is_disconnected():
-                        return
-                    yield b": heartbeat\n\n"
-                    continue
-                if sub.dropped:
-                    yield f"event: dropped\ndata: {sub.dropped}\n\n".encode()
-                    sub.dropped = 0
-                if not _matches(change, filters):
-                    continue
-                if change.get("kind") == "tension":  # TES declarations (docs/tension.md): regulation profiles only
-                    if profile in TENSION_PROFILES:
-                        yield b"event: tension\ndata: " + orjson.dumps(change) + b"\n\n"
-                    continue
-                if statuses is not None and change["key"]["status"] not in statuses:
-                    continue
-                if not RULES[profile].sensitive_units and not vis.location_visible(change["location"]):
-                    continue
-                yield b"event: capacity\ndata: " + orjson.dumps(change) + b"\n\n"
-        finally:
-            broker.unsubscribe(sub)
+    def render(sub: Subscription, change: dict[str, Any]) -> bytes | None:
+        out = b""
+        if sub.dropped:
+            out = f"event: dropped\ndata: {sub.dropped}\n\n".encode()
+            sub.dropped = 0
+        if not _matches(change, filters):
+            return out or None
+        if change.get("kind") == "tension":  # TES declarations (docs/tension.md): regulation profiles only
+            if profile not in TENSION_PROFILES:
+                return out or None
+            return out + b"event: tension\ndata: " + orjson.dumps(change) + b"\n\n"
+        if statuses is not None and change["key"]["status"] not in statuses:
+            return out or None
+        if not RULES[profile].sensitive_units and not vis.location_visible(change["location"]):
+            return out or None
+        return out + b"event: capacity\ndata: " + orjson.dumps(change) + b"\n\n"
 
+    events = follow(request.app.state.capacity_broker, request.is_disconnected, render)
     return StreamingResponse(
-        events(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+        events, media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     )

@@ -4,10 +4,8 @@ stale-data list and CSV downloads of the tables shown."""
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
-from collections.abc import AsyncIterator
 from html import escape
 from typing import Any
 
@@ -18,6 +16,7 @@ from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 
 from ror.capacity.crisis import CRISIS_TYPES, DEFAULT_CRISIS_FRESHNESS_MIN, CrisisRegistry
+from ror.capacity.stream import Subscription, follow
 from ror.directory import ids
 from ror.web.app_errors import may_not_see
 from ror.web.charts import Series, step_chart
@@ -41,7 +40,6 @@ from ror.web.tilegrid import grid
 
 router = APIRouter(include_in_schema=False)
 TILE, GAP = 46, 3
-HEARTBEAT_S = 15.0
 TREND_COLORS = {"rea": "#ce0500", "si": "#000091", "sc": "#18753c"}
 
 
@@ -183,32 +181,18 @@ async def dashboard_stream(request: Request) -> StreamingResponse:
     (status 02) of the territory shown; the page then fetches `/tableau-de-bord/direct` (at most every 2 s)."""
     session = await run_in_threadpool(_session, request)
     region = _region(request, session)
-    broker = request.app.state.capacity_broker
-    sub = broker.subscribe()
 
-    async def events() -> AsyncIterator[bytes]:
-        try:
-            yield b": connected\n\n"
-            while True:
-                try:
-                    change = await asyncio.wait_for(sub.queue.get(), HEARTBEAT_S)
-                except TimeoutError:
-                    if await request.is_disconnected():
-                        return
-                    yield b": heartbeat\n\n"
-                    continue
-                if change.get("kind") == "tension" or (region and change.get("region") != region):
-                    continue
-                key = change.get("key") or {}
-                if key.get("status") not in ("01", "02", "03"):
-                    continue
-                seen = {k: change.get(k) for k in ("location", "departement", "before", "after", "updated_at")}
-                yield b"event: capacity\ndata: " + orjson.dumps(seen) + b"\n\n"
-        finally:
-            broker.unsubscribe(sub)
+    def render(_sub: Subscription, change: dict[str, Any]) -> bytes | None:
+        if change.get("kind") == "tension" or (region and change.get("region") != region):
+            return None
+        if (change.get("key") or {}).get("status") not in ("01", "02", "03"):
+            return None
+        seen = {k: change.get(k) for k in ("location", "departement", "before", "after", "updated_at")}
+        return b"event: capacity\ndata: " + orjson.dumps(seen) + b"\n\n"
 
+    events = follow(request.app.state.capacity_broker, request.is_disconnected, render)
     return StreamingResponse(
-        events(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+        events, media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     )
 
 

@@ -4,8 +4,6 @@ an establishment's history and declaration form (`/tension/etablissements/{FINES
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -14,6 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from ror.capacity.stream import Subscription, follow
 from ror.errors import RorError
 from ror.tension.model import ACTIONS, LEVELS, REASONS, Action
 from ror.web.app_errors import error_from, may_not_see
@@ -22,7 +21,6 @@ from ror.web.session import check_csrf, remote_addr, require_session
 
 router = APIRouter(include_in_schema=False)
 COUNTED_ACTIONS = ("lits-supplementaires", "deprogrammation", "transferts")
-HEARTBEAT_S = 15.0
 
 
 def _board_session(request: Request) -> Any:
@@ -71,27 +69,14 @@ def board(request: Request) -> Response:
 async def live(request: Request) -> StreamingResponse:
     session = _board_session(request)
     region = _region(request, session)
-    broker = request.app.state.capacity_broker
-    sub = broker.subscribe()
 
-    async def events() -> AsyncIterator[bytes]:
-        try:
-            yield b": connected\n\n"
-            while True:
-                try:
-                    change = await asyncio.wait_for(sub.queue.get(), HEARTBEAT_S)
-                except TimeoutError:
-                    if await request.is_disconnected():
-                        return
-                    yield b": heartbeat\n\n"
-                    continue
-                if change.get("kind") != "tension" or (region and change.get("region") != region):
-                    continue
-                yield b"event: tension\ndata: " + orjson.dumps(change) + b"\n\n"
-        finally:
-            broker.unsubscribe(sub)
+    def render(_sub: Subscription, change: dict[str, Any]) -> bytes | None:
+        if change.get("kind") != "tension" or (region and change.get("region") != region):
+            return None
+        return b"event: tension\ndata: " + orjson.dumps(change) + b"\n\n"
 
-    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+    events = follow(request.app.state.capacity_broker, request.is_disconnected, render)
+    return StreamingResponse(events, media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 
 
 def _establishment(request: Request, finess: str) -> Any:
