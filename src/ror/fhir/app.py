@@ -6,6 +6,7 @@ import logging
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ror.errors import Issue, RorError
@@ -16,6 +17,7 @@ from ror.fhir.responses import FhirResponse, outcome_response
 from ror.fhir.subscriptions import regional_capabilities
 
 log = logging.getLogger("ror.fhir")
+RETRY_AFTER_S = "2"  # seconds a client waits after a 503 (database unavailable)
 
 INTERACTIONS: tuple[str, ...] = (
     "read",
@@ -89,6 +91,20 @@ def install_error_handlers(app: FastAPI) -> None:
     async def http_error(_request: Request, exc: StarletteHTTPException) -> FhirResponse:
         code = {404: "not-found", 405: "not-supported", 401: "login", 403: "forbidden"}.get(exc.status_code, "invalid")
         return outcome_response(exc.status_code, [Issue("error", code, str(exc.detail))])
+
+    @app.exception_handler(DBAPIError)
+    async def database_error(_request: Request, exc: DBAPIError) -> FhirResponse:
+        """The database is unreachable, restarting, read-only, full or locked: 503 + Retry-After, the client retries
+        (the pool pings connections before use and replaces the dead ones: the service recovers by itself)."""
+        if isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated:
+            log.warning("database unavailable: %s", str(exc.orig or exc).splitlines()[0][:300])
+            return outcome_response(
+                503,
+                [Issue("error", "transient", "the database is unavailable; retry later")],
+                headers={"Retry-After": RETRY_AFTER_S},
+            )
+        log.exception("database error", exc_info=exc)
+        return outcome_response(500, [Issue("fatal", "exception", "internal error; it has been logged")])
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception) -> FhirResponse:
