@@ -202,6 +202,8 @@ def serve(
     workers: Annotated[int, typer.Option(help="worker processes (PostgreSQL only)")] = 1,
 ) -> None:
     """Serve the web application and the FHIR API (uvicorn)."""
+    import os
+
     import uvicorn
 
     from ror.db.engine import is_sqlite
@@ -219,6 +221,8 @@ def serve(
         port=port or settings.port,
         workers=workers,
         log_level="info",
+        access_log=False,  # ror.fhir.ops logs every request (JSON, with its X-Request-Id)
+        timeout_graceful_shutdown=int(os.environ.get("ROR_SHUTDOWN_TIMEOUT", "10")),  # open SSE streams end then
     )
 
 

@@ -25,6 +25,7 @@ from ror.fhir.capacity_series import router as capacity_series_router
 from ror.fhir.crisis import router as crisis_router
 from ror.fhir.export import install_export
 from ror.fhir.limits import install as install_limits
+from ror.fhir.ops import install as install_ops
 from ror.fhir.reports import router as reports_router
 from ror.fhir.stream import router as stream_router
 from ror.fhir.subscriptions import install_subscriptions
@@ -50,6 +51,7 @@ def create_app(
     install_error_handlers(app)
     install_limits(app)  # body size (ROR_MAX_BODY_BYTES) and JSON depth, before any route
     install_auth(app, tokens or TokenService(oidc=OidcConfig.from_env()))
+    install_ops(app)  # /metrics, X-Request-Id, JSON logs; added last of the middleware: outermost, times all
     app.include_router(oauth_router)
     app.include_router(capacity_router)  # before the generic /fhir/{type}/{id} routes
     app.include_router(batch_router)
