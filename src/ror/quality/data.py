@@ -175,6 +175,82 @@ def _ages(res: dict[str, Any]) -> tuple[Any, Any] | None:
     return None
 
 
+# -- one object at a time (QualityData reads the scope with these; a page reads one establishment) ----------------
+def establishment_of(rid: str, region: str | None, res: dict[str, Any], today: date) -> Establishment | None:
+    """The EG an Organization describes (a FINESS identifier and a TRE_R66 category or a `partOf`), else None."""
+    finess = next(iter(_identifiers(res, ids.FINESS)), None)
+    categories = _codes(res.get("type"), ids.TRE_R66)
+    parent = _ref(res.get("partOf"), "Organization")
+    if not finess or not (categories or parent):
+        return None
+    is_open, closing = _org_open(res, today)
+    commune = commune_code(res)
+    dep = departement_of_commune(commune) if commune else departement_of_finess(finess)
+    return Establishment(
+        rid,
+        finess,
+        res.get("name") or rid,
+        min(categories) if categories else None,
+        parent,
+        region,
+        dep,
+        is_open,
+        closing,
+        _identifiers(res, ids.ID_NAT_STRUCT),
+    )
+
+
+def offer_of(
+    rid: str, region: str | None, dep: str | None, updated: datetime, res: dict[str, Any], today: date
+) -> Offer:
+    return Offer(
+        rid,
+        res.get("name") or "",
+        _ref(res.get("providedBy"), "Organization"),
+        region,
+        dep,
+        _offer_open(res, today),
+        _codes(res.get("specialty"), ids.TRE_R211),
+        _codes(res.get("characteristic"), ids.TRE_R213),
+        _codes(res.get("type"), ids.TRE_R227),
+        _codes(res.get("category"), ids.TRE_R244),
+        _codes(res.get("characteristic"), TRE_R240),
+        _codes(res.get("characteristic"), TRE_R210),
+        _sensitive(res),
+        _ages(res),
+        [x for x in (_ref(loc, "Location") for loc in res.get("location") or []) if x],
+        updated,
+        _contact_ok(res),
+    )
+
+
+def place_of(rid: str, res: dict[str, Any]) -> Place:
+    addr = res.get("address") or {}
+    return Place(rid, bool(addr.get("line") and addr.get("city") and addr.get("postalCode")))
+
+
+VALUE_SETS = {
+    "J17": "JDV_J17-ActiviteOperationnelle-ROR",
+    "J19": "JDV_J19-ModePriseEnCharge-ROR",
+    "J20": "JDV_J20-ChampActivite-ROR",
+    "J238": "JDV_J238-TypeOffre-ROR",
+}
+
+
+def load_value_sets(conn: Connection) -> dict[str, set[str]]:
+    """JDV short name (J17, J19, J20, J238) -> current codes (one query); empty when the NOS is not loaded."""
+    out: dict[str, set[str]] = {k: set() for k in VALUE_SETS}
+    by_name = {v: k for k, v in VALUE_SETS.items()}
+    q = (
+        select(value_set.c.name, value_set_concept.c.code)
+        .join(value_set_concept, value_set_concept.c.vs_url == value_set.c.url)
+        .where(value_set.c.name.in_(list(VALUE_SETS.values())), value_set_concept.c.deprecated.is_(False))
+    )
+    for name, code in conn.execute(q):
+        out[by_name[name]].add(code)
+    return out
+
+
 class QualityData:
     """Facts of one scope. `reference` = the reference-data folder (FINESS extract, SAE), None when absent."""
 
@@ -214,30 +290,16 @@ class QualityData:
         ejs: dict[str, LegalEntity] = {}
         with self.engine.connect() as conn:
             for rid, region, _updated, res in self._rows(conn, "Organization"):
-                finess = next(iter(_identifiers(res, ids.FINESS)), None)
-                categories = _codes(res.get("type"), ids.TRE_R66)
-                parent = _ref(res.get("partOf"), "Organization")
-                is_open, closing = _org_open(res, self.today)
-                id_nat = _identifiers(res, ids.ID_NAT_STRUCT)
-                if finess and (categories or parent):
-                    commune = commune_code(res)
-                    dep = departement_of_commune(commune) if commune else departement_of_finess(finess)
-                    if not self.in_scope(region, dep):
-                        continue
-                    egs[rid] = Establishment(
-                        rid,
-                        finess,
-                        res.get("name") or rid,
-                        min(categories) if categories else None,
-                        parent,
-                        region,
-                        dep,
-                        is_open,
-                        closing,
-                        id_nat,
-                    )
-                elif not parent and (finess or _identifiers(res, ids.SIRENE)):
-                    ejs[rid] = LegalEntity(rid, finess, region, is_open, id_nat)
+                eg = establishment_of(rid, region, res, self.today)
+                if eg is not None:
+                    if self.in_scope(region, eg.departement):
+                        egs[rid] = eg
+                elif not _ref(res.get("partOf"), "Organization") and (
+                    _identifiers(res, ids.FINESS) or _identifiers(res, ids.SIRENE)
+                ):
+                    finess = next(iter(_identifiers(res, ids.FINESS)), None)
+                    is_open, _closing = _org_open(res, self.today)
+                    ejs[rid] = LegalEntity(rid, finess, region, is_open, _identifiers(res, ids.ID_NAT_STRUCT))
         return egs, ejs
 
     @property
@@ -274,27 +336,7 @@ class QualityData:
                 dep = eg.departement if eg else None
                 if self.scope.kind == "departement" and dep != self.scope.code:
                     continue
-                out.append(
-                    Offer(
-                        rid,
-                        res.get("name") or "",
-                        org,
-                        region,
-                        dep,
-                        _offer_open(res, self.today),
-                        _codes(res.get("specialty"), ids.TRE_R211),
-                        _codes(res.get("characteristic"), ids.TRE_R213),
-                        _codes(res.get("type"), ids.TRE_R227),
-                        _codes(res.get("category"), ids.TRE_R244),
-                        _codes(res.get("characteristic"), TRE_R240),
-                        _codes(res.get("characteristic"), TRE_R210),
-                        _sensitive(res),
-                        _ages(res),
-                        [x for x in (_ref(loc, "Location") for loc in res.get("location") or []) if x],
-                        updated,
-                        _contact_ok(res),
-                    )
-                )
+                out.append(offer_of(rid, region, dep, updated, res, self.today))
         return out
 
     @cached_property
@@ -309,9 +351,7 @@ class QualityData:
                     resource.c.deleted.is_(False),
                 )
                 for rid, content in conn.execute(q):
-                    addr = orjson.loads(content).get("address") or {}
-                    ok = bool(addr.get("line") and addr.get("city") and addr.get("postalCode"))
-                    out[rid] = Place(rid, ok)
+                    out[rid] = place_of(rid, orjson.loads(content))
         return out
 
     # -- capacity projection -----------------------------------------------------------------------------------
@@ -350,23 +390,8 @@ class QualityData:
     @cached_property
     def value_sets(self) -> dict[str, set[str]]:
         """JDV short name (J17, J19, J20, J238) -> current codes; empty when the NOS is not loaded."""
-        names = {
-            "J17": "JDV_J17-ActiviteOperationnelle-ROR",
-            "J19": "JDV_J19-ModePriseEnCharge-ROR",
-            "J20": "JDV_J20-ChampActivite-ROR",
-            "J238": "JDV_J238-TypeOffre-ROR",
-        }
-        out: dict[str, set[str]] = {k: set() for k in names}
-        by_name = {v: k for k, v in names.items()}
-        q = (
-            select(value_set.c.name, value_set_concept.c.code)
-            .join(value_set_concept, value_set_concept.c.vs_url == value_set.c.url)
-            .where(value_set.c.name.in_(list(names.values())), value_set_concept.c.deprecated.is_(False))
-        )
         with self.engine.connect() as conn:
-            for name, code in conn.execute(q):
-                out[by_name[name]].add(code)
-        return out
+            return load_value_sets(conn)
 
     # -- reference files ---------------------------------------------------------------------------------------
     @cached_property

@@ -19,6 +19,7 @@ from ror.access.people import Person
 from ror.db.tables import idx_reference, resource
 from ror.directory import ids
 from ror.errors import RorError
+from ror.quality.population import FLAG_LABELS, FLAGS, STATUS_LABELS, establishment_population
 from ror.services import Services
 from ror.validation.model import Finding
 from ror.web import offer_form
@@ -55,9 +56,9 @@ def _establishment(request: Request, finess: str) -> tuple[Res, str | None, Pers
     return org, region, person
 
 
-def _offers_of(services: Services, finess: str) -> list[tuple[Res, Res | None]]:
-    """(offer, its first place) of the establishment, as published (the store), sorted by name. Its authors see
-    them whole (sensitive units included: they describe them)."""
+def _offers_of(services: Services, finess: str) -> tuple[list[tuple[Res, Res | None]], dict[str, Res]]:
+    """(offer, its first place) of the establishment, as published (the store), sorted by name, and all their
+    places by id. Its authors see them whole (sensitive units included: they describe them)."""
     r = idx_reference
     with services.store.read_conn() as conn:
         offers = [
@@ -89,7 +90,7 @@ def _offers_of(services: Services, finess: str) -> list[tuple[Res, Res | None]]:
     for hs in offers:
         first = next((ref_id(ref, "Location") for ref in hs.get("location") or []), None)
         out.append((hs, places.get(first) if first else None))
-    return sorted(out, key=lambda pair: str(pair[0].get("name") or ""))
+    return sorted(out, key=lambda pair: str(pair[0].get("name") or "")), places
 
 
 def _first_place(services: Services, hs: Res) -> Res | None:
@@ -296,10 +297,14 @@ def my_offers(request: Request) -> Response:
 
 @router.get("/etablissements/{finess}/offres")
 def offers_page(request: Request, finess: str) -> Response:
-    org, _region, person = _establishment(request, finess)
+    org, region, person = _establishment(request, finess)
     services: Services = request.app.state.services
+    pairs, places = _offers_of(services, finess)
+    with services.store.read_conn() as conn:  # the population flags (docs/quality.md "Population"): one query more
+        pop = establishment_population(conn, org, [hs for hs, _ in pairs], places, region=region)
+    flags = {o.offer_id: o for o in pop.offers} if pop else {}
     offers = []
-    for hs, loc in _offers_of(services, finess):
+    for hs, loc in pairs:
         offers.append(
             {
                 "id": hs["id"],
@@ -311,6 +316,7 @@ def offers_page(request: Request, finess: str) -> Response:
                     {},
                 ),
                 "open_change": _open_change(services, "HealthcareService", hs["id"]),
+                "population": flags.get(hs["id"]),
             }
         )
     pending = [
@@ -330,6 +336,10 @@ def offers_page(request: Request, finess: str) -> Response:
             "offers": offers,
             "pending": pending,
             "today": date.today().isoformat(),
+            "pop": pop,
+            "flags": FLAGS,
+            "flag_labels": FLAG_LABELS,
+            "status_labels": STATUS_LABELS,
         },
     )
 
