@@ -140,7 +140,8 @@ def free_port() -> int:
 
 
 def start_server(url: str, workers: int, port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "ROR_DATABASE_URL": url, "ROR_SECRET_KEY": SECRET}
+    # a feeder benchmark is far above the default per-client write quota (ROR_WRITE_RATE 300/60 s): lift it
+    env = {**os.environ, "ROR_DATABASE_URL": url, "ROR_SECRET_KEY": SECRET, "ROR_WRITE_RATE": "1000000/60"}
     cmd = [PYTHON, "-m", "uvicorn", "ror.server:create_app", "--factory", "--host", "127.0.0.1"]
     cmd += ["--port", str(port), "--workers", str(workers), "--log-level", "warning", "--no-access-log"]
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
