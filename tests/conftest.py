@@ -20,6 +20,11 @@ from ror.store import ResourceStore
 
 STORE_TABLES = [*INDEX_TABLES, capacity, capacity_event, resource_version, resource, import_run]
 
+# Apps built by tests start no background subscription-delivery worker unless a test asks for one
+# (test_subscriptions.py sets it to 1): a worker left behind by a live server of one test, running on real time,
+# would otherwise claim the outbox rows that a later test delivers itself with simulated time.
+os.environ.setdefault("ROR_SUBSCRIPTION_WORKER", "0")
+
 
 def _postgres_engine(url: str) -> Engine:
     engine = make_engine(url)
