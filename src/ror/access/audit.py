@@ -7,7 +7,9 @@ from datetime import datetime
 
 from sqlalchemy import Connection, Engine, exists, insert, literal, or_, select
 
+from ror.access.tokens import Caller
 from ror.db.tables import audit_event, person, resource
+from ror.errors import RorError
 from ror.search.normalise import utcnow
 
 
@@ -41,6 +43,31 @@ def record(
     else:
         with target.begin() as c:
             c.execute(stmt)
+
+
+def failure(
+    target: Engine | Connection,
+    caller: Caller,
+    exc: RorError,
+    *,
+    action: str,
+    res_type: str | None,
+    res_id: str | None,
+    remote_addr: str | None = None,
+    detail: str | None = None,
+) -> None:
+    """A write the caller asked for and did not get: outcome `denied` (401/403) or `error`."""
+    record(
+        target,
+        actor_type=caller.kind,
+        actor_id=caller.subject,
+        action=action,
+        outcome="denied" if exc.status in (401, 403) else "error",
+        res_type=res_type,
+        res_id=res_id,
+        remote_addr=remote_addr,
+        detail=detail if detail is not None else exc.diagnostics,
+    )
 
 
 # -- reading the trail (administration page, FHIR AuditEvent) ---------------------------------------------------

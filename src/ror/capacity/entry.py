@@ -274,16 +274,14 @@ def save_establishment(
                 )
     except RorError as exc:
         if not isinstance(exc, EntryRejected):
-            audit.record(
+            audit.failure(
                 store.engine,
-                actor_type=caller.kind,
-                actor_id=caller.subject,
+                caller,
+                exc,
                 action="capacity-entry",
-                outcome="denied" if exc.status in (401, 403) else "error",
                 res_type="Organization",
                 res_id=ids.eg_id(finess),
                 remote_addr=remote_addr,
-                detail=exc.diagnostics,
             )
         raise
     return result

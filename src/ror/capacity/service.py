@@ -163,16 +163,14 @@ class CapacityService:
                     remote_addr=remote_addr,
                 )
         except RorError as exc:
-            audit.record(
+            audit.failure(
                 self.store.engine,
-                actor_type=caller.kind,
-                actor_id=caller.subject,
+                caller,
+                exc,
                 action="patch",
-                outcome="denied" if exc.status in (401, 403) else "error",
                 res_type="Location",
                 res_id=location_id or identifier,
                 remote_addr=remote_addr,
-                detail=exc.diagnostics,
             )
             raise
         return PatchResult(stored, consistency_warnings(new))

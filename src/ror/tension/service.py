@@ -151,12 +151,11 @@ class TensionService:
         try:
             yield
         except (Forbidden, Unauthorized) as exc:
-            audit.record(
+            audit.failure(
                 self.engine,
-                actor_type=caller.kind,
-                actor_id=caller.subject,
+                caller,
+                exc,
                 action="denied",
-                outcome="denied",
                 res_type="Flag",
                 res_id=target,
                 remote_addr=remote_addr,

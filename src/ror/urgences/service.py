@@ -190,22 +190,17 @@ class UrgencesService:
                     detail=f"urgences {dep.service_id}: {figures.present}/{figures.waiting_bed}/{figures.passages_24h}",
                 )
         except (Forbidden, Unauthorized) as exc:  # audited after the rollback (SQLite: one writer at a time)
-            self._denied(caller, service_id or location_id or "?", remote_addr, exc.diagnostics)
+            audit.failure(
+                self.engine,
+                caller,
+                exc,
+                action="denied",
+                res_type="MeasureReport",
+                res_id=service_id or location_id or "?",
+                remote_addr=remote_addr,
+            )
             raise
         return report
-
-    def _denied(self, caller: Caller, service_id: str, remote_addr: str | None, detail: str) -> None:
-        audit.record(
-            self.engine,
-            actor_type=caller.kind,
-            actor_id=caller.subject,
-            action="denied",
-            outcome="denied",
-            res_type="MeasureReport",
-            res_id=service_id,
-            remote_addr=remote_addr,
-            detail=detail,
-        )
 
     def _insert(
         self,

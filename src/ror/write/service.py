@@ -69,16 +69,8 @@ class WriteService:
             with self.store.write_tx() as conn:
                 yield conn
         except RorError as exc:
-            audit.record(
-                self.store.engine,
-                actor_type=caller.kind,
-                actor_id=caller.subject,
-                action=action,
-                outcome="denied" if exc.status in (401, 403) else "error",
-                res_type=res_type,
-                res_id=res_id,
-                remote_addr=remote,
-                detail=exc.diagnostics,
+            audit.failure(
+                self.store.engine, caller, exc, action=action, res_type=res_type, res_id=res_id, remote_addr=remote
             )
             raise
 
