@@ -238,6 +238,55 @@ def test_batch_bulk_feed_one_bad_entry_never_blocks_the_others(http, engine: Eng
     assert r.status_code == 400
 
 
+def test_batch_entries_on_one_location_each_make_a_version_and_are_audited(http, engine: Engine) -> None:
+    """The bulk feed writes its entries together (one transaction, CapacityService.patch_many): entries on the
+    same Location apply in order, each its own version and event; an invalid entry between them writes nothing;
+    every entry leaves one audit row with its outcome."""
+    client, h = http
+    with engine.connect() as c:
+        audit_before = c.execute(select(audit_event.c.pk)).all()
+        events_before = len(
+            c.execute(select(capacity_event.c.pk).where(capacity_event.c.location_id == "loc-rea")).all()
+        )
+    first = {
+        "request": {"method": "PATCH", "url": "Location/loc-rea"},
+        "resource": body("replace", selector(**AVAILABLE_F), cap("02", 4, gender="01")),
+    }
+    invalid = {  # gender 03 of R332 is deprecated: refused on write
+        "request": {"method": "PATCH", "url": "Location/loc-rea"},
+        "resource": body("add", "Location", cap("02", 1, gender="03")),
+    }
+    second = {
+        "request": {"method": "PATCH", "url": "Location/loc-rea"},
+        "resource": body("replace", selector(**AVAILABLE_F), cap("02", 5, gender="01")),
+    }
+    r = client.post(
+        "/fhir", json={"resourceType": "Bundle", "type": "batch", "entry": [first, invalid, second]}, headers=h
+    )
+    assert r.status_code == 200, r.text
+    responses = [e["response"] for e in r.json()["entry"]]
+    assert [x["status"] for x in responses] == ["200 OK", "400", "200 OK"]
+    v1 = int(responses[0]["etag"].split('"')[1])
+    assert responses[2]["etag"] == f'W/"{v1 + 1}"'
+    assert client.get(f"/fhir/Location/loc-rea/_history/{v1}", headers=h).status_code == 200
+    with engine.connect() as c:
+        nb = c.execute(
+            select(capacity.c.nb).where(capacity.c.location_id == "loc-rea", capacity.c.status == "02")
+        ).scalar_one()
+        events = c.execute(
+            select(capacity_event.c.nb_before, capacity_event.c.nb_after)
+            .where(capacity_event.c.location_id == "loc-rea")
+            .order_by(capacity_event.c.pk)
+        ).all()
+        audit = c.execute(select(audit_event.c.outcome, audit_event.c.version_id).order_by(audit_event.c.pk)).all()[
+            len(audit_before) :
+        ]
+    assert nb == 5
+    assert [tuple(e) for e in events[events_before:]][-2:] == [(events[events_before][0], 4), (4, 5)]
+    assert [a.outcome for a in audit] == ["success", "error", "success"]
+    assert [a.version_id for a in audit] == [v1, None, v1 + 1]
+
+
 def test_live_stream_delivers_committed_changes(store: ResourceStore, engine: Engine, nos: None) -> None:
     """A real uvicorn, a real SSE client: a PATCH is seen on the stream; a rejected one is not."""
     import socket

@@ -122,3 +122,90 @@ def test_every_version_keeps_its_content_through_update_delete_and_recreate(stor
     history = store.history("Organization", rid)
     assert [h.version_id for h in history] == [5, 4, 3, 2, 1]
     assert [orjson.loads(h.content).get("name") for h in history] == ["v5", "v4", None, "v2", "v1"]
+
+
+def _stored_rows(store: ResourceStore, pk: int) -> dict[str, list[tuple[object, ...]]]:
+    from ror.db.tables import idx_date, idx_geo, idx_number, idx_quantity, idx_reference
+
+    tables = {
+        "token": idx_token,
+        "string": idx_string,
+        "number": idx_number,
+        "quantity": idx_quantity,
+        "date": idx_date,
+        "reference": idx_reference,
+        "geo": idx_geo,
+    }
+    out = {}
+    with store.read_conn() as c:
+        for name, t in tables.items():
+            cols = [col for col in t.columns if col.name not in ("pk", "resource_pk")]
+            rows = c.execute(select(*cols).where(t.c.resource_pk == pk)).all()
+            out[name] = sorted((tuple(r) for r in rows), key=repr)
+    return out
+
+
+def _extracted_rows(store: ResourceStore, res: dict[str, object]) -> dict[str, list[tuple[object, ...]]]:
+    from dataclasses import astuple, fields
+
+    from ror.search.extract import extract
+
+    rows = extract(store.registry, res)
+    return {f.name: sorted((tuple(r) for r in v), key=repr) for f, v in zip(fields(rows), astuple(rows), strict=True)}
+
+
+def test_updates_rewrite_only_changed_rows_and_stay_equal_to_a_full_extraction(store: ResourceStore) -> None:
+    """An update rebuilds only the index rows of the parameters whose elements changed (search.extract.affected);
+    after every kind of change (capacity extension, telecom added then removed, position moved then removed,
+    name, partOf, through update, modify and bulk_upsert) the stored rows equal a full extraction."""
+    from pathlib import Path
+
+    loc = orjson.loads((Path(__file__).parent / "fixtures" / "Location-ror-location-exemple-1.json").read_bytes())
+    loc.pop("meta", None)
+    s = store.update("Location", "loc-diff", dict(loc, id="loc-diff"))[0]
+    pk = store.pk_of("Location", "loc-diff")
+
+    def check() -> None:
+        res = store.read("Location", "loc-diff").resource()
+        assert _stored_rows(store, pk) == _extracted_rows(store, res)
+
+    check()
+    steps = [
+        lambda r: r.update(extension=[e for e in r.get("extension", []) if "capacity" not in e["url"]]),
+        lambda r: r.update(telecom=[{"system": "phone", "value": "02 99 00 00 00"}]),
+        lambda r: r.update(position={"latitude": 48.11, "longitude": -1.68}),
+        lambda r: r.update(name="Unité renommée", alias=["Autre nom"]),
+        lambda r: r.pop("position", None),
+        lambda r: r.update(managingOrganization={"reference": "Organization/eg-2"}),
+        lambda r: r.update(address={"city": "Rennes", "postalCode": "35000"}),
+        lambda r: r.pop("telecom"),
+    ]
+    for i, step in enumerate(steps):
+        if i % 3 == 0:
+            res = store.read("Location", "loc-diff").resource()
+            step(res)
+            store.update("Location", "loc-diff", res)
+        elif i % 3 == 1:
+
+            def change(cur: object, step: object = step) -> dict[str, object]:
+                res = cur.resource()  # type: ignore[attr-defined]
+                step(res)  # type: ignore[operator]
+                return res  # type: ignore[no-any-return]
+
+            store.modify("Location", "loc-diff", change)
+        else:
+            res = store.read("Location", "loc-diff").resource()
+            step(res)
+            store.bulk_upsert([res])
+        check()
+    assert store.read("Location", "loc-diff").version_id == s.version_id + len(steps)
+
+
+def test_reindex_rebuilds_missing_rows(store: ResourceStore) -> None:
+    s = store.create(dict(ORG))
+    pk = store.pk_of("Organization", s.res_id)
+    with store.write_tx() as c:
+        c.execute(idx_string.delete().where(idx_string.c.resource_pk == pk))
+    assert _stored_rows(store, pk)["string"] == []
+    assert store.reindex("Organization") == 1
+    assert _stored_rows(store, pk) == _extracted_rows(store, store.read("Organization", s.res_id).resource())

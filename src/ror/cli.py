@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from sqlalchemy import Engine, func, select
 
+from ror.cli_exercise import exercise_app
 from ror.cli_export import export_app
 from ror.cli_pilotage import quality_app, report_app
 from ror.cli_regional import subscriptions_app, urgences_app
@@ -37,6 +38,7 @@ app.add_typer(quality_app, name="quality")
 app.add_typer(export_app, name="export")
 app.add_typer(subscriptions_app, name="subscriptions")
 app.add_typer(urgences_app, name="urgences")
+app.add_typer(exercise_app, name="exercise")
 console = Console(stderr=True)
 
 
@@ -193,6 +195,28 @@ def _demo_person(engine: Engine) -> None:
     people.add(DEMO_EMAIL, "Compte de démonstration", "national_admin", password)
     shown = "(from ROR_DEMO_PASSWORD)" if os.environ.get("ROR_DEMO_PASSWORD") else f"{password}   (shown once)"
     console.print(f"web demo account: {DEMO_EMAIL}  password: {shown}")
+
+
+@app.command()
+def reindex(
+    res_type: Annotated[str | None, typer.Option("--type", help="only this resource type")] = None,
+) -> None:
+    """Rebuild the search-index rows of every live resource: needed after a change of the SearchParameter
+    definitions (an update rewrites only the rows of the elements it changes)."""
+    from rich.progress import Progress
+
+    from ror.db.tables import resource
+
+    engine = _engine()
+    store = Services(engine).store
+    with engine.connect() as c:
+        q = select(func.count()).select_from(resource).where(resource.c.deleted.is_(False))
+        total = c.execute(q if res_type is None else q.where(resource.c.res_type == res_type)).scalar_one()
+    t0 = time.perf_counter()
+    with Progress(console=console) as bar:
+        task = bar.add_task("reindex", total=total)
+        done = store.reindex(res_type, progress=lambda n: bar.advance(task, n))
+    console.print(f"reindexed {done} resources in {time.perf_counter() - t0:.1f} s")
 
 
 @app.command()

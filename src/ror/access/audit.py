@@ -13,6 +13,44 @@ from ror.errors import RorError
 from ror.search.normalise import utcnow
 
 
+def entry(
+    *,
+    actor_type: str,
+    actor_id: str | None,
+    action: str,
+    outcome: str,
+    res_type: str | None = None,
+    res_id: str | None = None,
+    version_id: int | None = None,
+    remote_addr: str | None = None,
+    detail: str | None = None,
+) -> dict[str, object]:
+    """One audit row (for `record_many`)."""
+    return {
+        "recorded": utcnow(),
+        "actor_type": actor_type,
+        "actor_id": actor_id,
+        "action": action,
+        "outcome": outcome,
+        "res_type": res_type,
+        "res_id": res_id,
+        "version_id": version_id,
+        "remote_addr": remote_addr,
+        "detail": detail[:2000] if detail else None,
+    }
+
+
+def record_many(target: Engine | Connection, rows: list[dict[str, object]]) -> None:
+    """Several audit rows in one statement (a bulk feed writes one per entry)."""
+    if not rows:
+        return
+    if isinstance(target, Connection):
+        target.execute(insert(audit_event), rows)
+    else:
+        with target.begin() as c:
+            c.execute(insert(audit_event), rows)
+
+
 def record(
     target: Engine | Connection,
     *,
@@ -26,8 +64,7 @@ def record(
     remote_addr: str | None = None,
     detail: str | None = None,
 ) -> None:
-    stmt = insert(audit_event).values(
-        recorded=utcnow(),
+    row = entry(
         actor_type=actor_type,
         actor_id=actor_id,
         action=action,
@@ -36,13 +73,36 @@ def record(
         res_id=res_id,
         version_id=version_id,
         remote_addr=remote_addr,
-        detail=detail[:2000] if detail else None,
+        detail=detail,
     )
+    stmt = insert(audit_event).values(**row)
     if isinstance(target, Connection):
         target.execute(stmt)
     else:
         with target.begin() as c:
             c.execute(stmt)
+
+
+def failure_entry(
+    caller: Caller,
+    exc: RorError,
+    *,
+    action: str,
+    res_type: str | None,
+    res_id: str | None,
+    remote_addr: str | None = None,
+) -> dict[str, object]:
+    """The audit row of a write the caller asked for and did not get: outcome `denied` (401/403) or `error`."""
+    return entry(
+        actor_type=caller.kind,
+        actor_id=caller.subject,
+        action=action,
+        outcome="denied" if exc.status in (401, 403) else "error",
+        res_type=res_type,
+        res_id=res_id,
+        remote_addr=remote_addr,
+        detail=exc.diagnostics,
+    )
 
 
 def failure(
@@ -56,18 +116,11 @@ def failure(
     remote_addr: str | None = None,
     detail: str | None = None,
 ) -> None:
-    """A write the caller asked for and did not get: outcome `denied` (401/403) or `error`."""
-    record(
-        target,
-        actor_type=caller.kind,
-        actor_id=caller.subject,
-        action=action,
-        outcome="denied" if exc.status in (401, 403) else "error",
-        res_type=res_type,
-        res_id=res_id,
-        remote_addr=remote_addr,
-        detail=detail if detail is not None else exc.diagnostics,
-    )
+    """Record a write the caller asked for and did not get (`failure_entry`)."""
+    row = failure_entry(caller, exc, action=action, res_type=res_type, res_id=res_id, remote_addr=remote_addr)
+    if detail is not None:
+        row["detail"] = detail[:2000]
+    record_many(target, [row])
 
 
 # -- reading the trail (administration page, FHIR AuditEvent) ---------------------------------------------------

@@ -4,6 +4,7 @@ an Organization carrying a FINESS identifier that the caller holds."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import orjson
@@ -37,8 +38,9 @@ def _ref_id(ref: Any, res_type: str) -> str | None:
     return None
 
 
-def establishment_finess(conn: Connection, res: dict[str, Any]) -> set[str]:
-    """FINESS numbers of the Organizations above a resource (itself included when it is an Organization)."""
+def establishment_finess(conn: Connection, res: dict[str, Any], enough: Collection[str] = ()) -> set[str]:
+    """FINESS numbers of the Organizations above a resource (itself included when it is an Organization); the walk
+    stops at the first level that holds one of `enough` (a writer's establishments: usually the EG, one read)."""
     found: set[str] = set()
     org_id: str | None = None
     rt = res.get("resourceType")
@@ -61,18 +63,30 @@ def establishment_finess(conn: Connection, res: dict[str, Any]) -> set[str]:
                 found.add(str(ident["value"]))
             if ident.get("system") == ids.ID_NAT_STRUCT and str(ident.get("value", "")).startswith("1"):
                 found.add(str(ident["value"])[1:])
+        if not found.isdisjoint(enough):
+            break
         org_id = _ref_id(current.get("partOf"), "Organization")
         current = None
     return found
 
 
-def require_write(conn: Connection, caller: Caller, res: dict[str, Any]) -> None:
-    """Raise 401 for anonymous callers, 403 when the caller holds none of the resource's establishments."""
+def require_write(
+    conn: Connection, caller: Caller, res: dict[str, Any], owners: dict[str, set[str]] | None = None
+) -> None:
+    """Raise 401 for anonymous callers, 403 when the caller holds none of the resource's establishments.
+    `owners`: a cache, for one batch of writes, of the establishments found above each parent reference."""
     if caller.kind == "anonymous":
         raise Unauthorized("writing needs an access token (POST /oauth/token)")
     if not caller.can_write:
         raise Forbidden("this client may not write (no establishment granted)")
-    finess = establishment_finess(conn, res)
+    parent = res.get("managingOrganization") or res.get("providedBy")
+    key = parent.get("reference") if isinstance(parent, dict) and res.get("resourceType") != "Organization" else None
+    if owners is not None and isinstance(key, str) and key in owners:
+        finess = owners[key]
+    else:
+        finess = establishment_finess(conn, res, caller.feeds)
+        if owners is not None and isinstance(key, str):
+            owners[key] = finess
     if finess.isdisjoint(caller.feeds):
         owners = ", ".join(sorted(finess)) or "?"
         raise Forbidden(

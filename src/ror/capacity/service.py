@@ -4,20 +4,23 @@ transaction); every outcome audited."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from sqlalchemy import Connection, and_, select
+from sqlalchemy.exc import DBAPIError
 
 from ror.access import audit
 from ror.access.rights import require_write
 from ror.access.tokens import Caller
 from ror.capacity import patch as fhirpatch
-from ror.capacity.model import CAPACITY_URL, indicators_of
+from ror.capacity.model import CAPACITY_URL, Indicator, indicators_of
 from ror.capacity.rules import consistency_warnings, validate_indicators
 from ror.db.tables import idx_token, resource
 from ror.directory import ids
-from ror.errors import Issue, NotFound, PreconditionFailed, RorError
+from ror.errors import Issue, NotFound, RorError
 from ror.store import ResourceStore, Stored
 from ror.terminology.service import Terminology
 
@@ -30,6 +33,15 @@ class MultipleMatches(RorError):
 class PatchResult:
     stored: Stored
     warnings: list[Issue]
+
+
+@dataclass(frozen=True)
+class PatchRequest:
+    """One capacity patch of a bulk feed: the Parameters body and its target (Location id or identifier)."""
+
+    body: object
+    location_id: str | None = None
+    identifier: str | None = None
 
 
 def _locations_by_external_id(conn: Connection, value: str) -> list[str]:
@@ -91,18 +103,6 @@ def resolve_location(conn: Connection, identifier: str) -> str:
     return matches[0]
 
 
-def _lock_location(conn: Connection, location_id: str) -> None:
-    """Take the Location's row lock before reading it (PostgreSQL; SQLite writers already hold the database lock
-    from BEGIN IMMEDIATE): concurrent feeders without If-Match are then applied one after the other on the latest
-    version, instead of the later ones failing the store's version check with a spurious 412."""
-    if conn.dialect.name != "sqlite":
-        conn.execute(
-            select(resource.c.pk)
-            .where(resource.c.res_type == "Location", resource.c.res_id == location_id)
-            .with_for_update()
-        )
-
-
 class CapacityService:
     def __init__(self, store: ResourceStore, terminology: Terminology | None) -> None:
         self.store = store
@@ -123,33 +123,25 @@ class CapacityService:
         remote_addr: str | None = None,
     ) -> PatchResult:
         ops = fhirpatch.parse_parameters(body)
+        outcome: list[Indicator] = []
+
+        def change(current: Stored) -> dict[str, Any]:
+            res = current.resource()
+            require_write(conn, caller, res)
+            new = fhirpatch.apply(indicators_of(res), ops)
+            validate_indicators(new, self._validate_code if self.terminology else None)
+            others = [e for e in res.get("extension") or [] if e.get("url") != CAPACITY_URL]
+            res["extension"] = others + [i.to_extension() for i in new]
+            outcome[:] = new
+            return res
+
         try:
             with self.store.write_tx() as conn:
                 if location_id is None:
                     assert identifier is not None
                     location_id = resolve_location(conn, identifier)
-                _lock_location(conn, location_id)
-                current = self.store.read("Location", location_id, conn=conn)
-                res = current.resource()
-                require_write(conn, caller, res)
-                if if_match is not None and if_match != current.version_id:
-                    raise PreconditionFailed(
-                        f"Location/{location_id} is at version {current.version_id}, If-Match asked for {if_match}",
-                        expression="Location",
-                    )
-                old = indicators_of(res)
-                new = fhirpatch.apply(old, ops)
-                validate_indicators(new, self._validate_code if self.terminology else None)
-                others = [e for e in res.get("extension") or [] if e.get("url") != CAPACITY_URL]
-                res["extension"] = others + [i.to_extension() for i in new]
-                stored, _ = self.store.update(
-                    "Location",
-                    location_id,
-                    res,
-                    if_match=current.version_id,
-                    author=caller.subject,
-                    conn=conn,
-                    method="PATCH",
+                stored = self.store.modify(
+                    "Location", location_id, change, if_match=if_match, author=caller.subject, conn=conn, method="PATCH"
                 )
                 audit.record(
                     conn,
@@ -173,4 +165,99 @@ class CapacityService:
                 remote_addr=remote_addr,
             )
             raise
-        return PatchResult(stored, consistency_warnings(new))
+        return PatchResult(stored, consistency_warnings(outcome))
+
+    def patch_many(
+        self, caller: Caller, requests: Sequence[PatchRequest | RorError], *, remote_addr: str | None = None
+    ) -> list[PatchResult | RorError]:
+        """The bulk feed: every request answered at its position (a RorError given in `requests` — an entry the
+        adapter could not read — is passed through). One transaction, the Locations written together
+        (`ResourceStore.modify_many`), the establishment rights read once per establishment, one audit row per
+        entry. A bad entry writes nothing and never blocks the others; should the database refuse the batch as
+        a whole, each entry is retried on its own so that only the offending one fails."""
+        out: list[PatchResult | RorError | None] = [r if isinstance(r, RorError) else None for r in requests]
+        ops: dict[int, list[fhirpatch.Operation]] = {}
+        for i, r in enumerate(requests):
+            if isinstance(r, PatchRequest):
+                try:
+                    ops[i] = fhirpatch.parse_parameters(r.body)
+                except RorError as exc:
+                    out[i] = exc
+        outcomes: dict[int, list[Indicator]] = {}
+        owners: dict[str, set[str]] = {}
+        try:
+            with self.store.write_tx() as conn:
+
+                def change_for(i: int) -> Callable[[Stored], dict[str, Any]]:
+                    def change(current: Stored) -> dict[str, Any]:
+                        res = current.resource()
+                        require_write(conn, caller, res, owners)
+                        new = fhirpatch.apply(indicators_of(res), ops[i])
+                        validate_indicators(new, self._validate_code if self.terminology else None)
+                        others = [e for e in res.get("extension") or [] if e.get("url") != CAPACITY_URL]
+                        res["extension"] = others + [ind.to_extension() for ind in new]
+                        outcomes[i] = new
+                        return res
+
+                    return change
+
+                targets: list[tuple[int, str]] = []
+                for i in ops:
+                    r = requests[i]
+                    assert isinstance(r, PatchRequest)
+                    try:
+                        targets.append((i, r.location_id or resolve_location(conn, r.identifier or "")))
+                    except RorError as exc:
+                        out[i] = exc
+                written = self.store.modify_many(
+                    "Location",
+                    [(loc, change_for(i)) for i, loc in targets],
+                    author=caller.subject,
+                    conn=conn,
+                    method="PATCH",
+                )
+                for (i, _), res in zip(targets, written, strict=True):
+                    out[i] = res if isinstance(res, RorError) else PatchResult(res, consistency_warnings(outcomes[i]))
+                audit.record_many(
+                    conn, [self._audit_row(caller, r, o, remote_addr) for r, o in zip(requests, out, strict=True)]
+                )
+        except DBAPIError as exc:
+            if exc.connection_invalidated or len(requests) == 1:
+                raise
+            return [self._one(caller, r, remote_addr) for r in requests]
+        return [o if o is not None else RorError("not processed") for o in out]
+
+    def _one(self, caller: Caller, r: PatchRequest | RorError, remote_addr: str | None) -> PatchResult | RorError:
+        if isinstance(r, RorError):
+            return r
+        try:
+            return self.patch(
+                caller, r.body, location_id=r.location_id, identifier=r.identifier, remote_addr=remote_addr
+            )
+        except RorError as exc:
+            return exc
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise
+            return RorError(f"the database refused this entry: {exc.orig}", status=500, code="exception")
+
+    @staticmethod
+    def _audit_row(
+        caller: Caller, r: PatchRequest | RorError, o: PatchResult | RorError | None, remote_addr: str | None
+    ) -> dict[str, object]:
+        target = (r.location_id or r.identifier) if isinstance(r, PatchRequest) else None
+        if isinstance(o, PatchResult):
+            return audit.entry(
+                actor_type=caller.kind,
+                actor_id=caller.subject,
+                action="patch",
+                outcome="success",
+                res_type="Location",
+                res_id=o.stored.res_id,
+                version_id=o.stored.version_id,
+                remote_addr=remote_addr,
+            )
+        exc = o if isinstance(o, RorError) else RorError("not processed")
+        return audit.failure_entry(
+            caller, exc, action="patch", res_type="Location", res_id=target, remote_addr=remote_addr
+        )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,8 +97,27 @@ def remember(conn: Connection, changes: list[dict[str, Any]]) -> None:
         return
     conn.info.setdefault(INFO_KEY, []).extend(changes)
     if not is_sqlite(conn.engine):
-        for change in changes:
-            conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": orjson.dumps(change).decode()})
+        for payload in _payloads(changes):
+            conn.execute(_NOTIFY, {"c": CHANNEL, "p": payload})
+
+
+_NOTIFY = text("SELECT pg_notify(:c, :p)")
+MAX_PAYLOAD = 7000  # PostgreSQL's NOTIFY payload limit is 8000 bytes
+
+
+def _payloads(changes: list[dict[str, Any]]) -> Iterator[str]:
+    """The changes as JSON arrays of at most MAX_PAYLOAD bytes: one NOTIFY for a bulk feed's many changes."""
+    batch: list[bytes] = []
+    size = 2
+    for change in changes:
+        item = orjson.dumps(change)
+        if batch and size + len(item) + 1 > MAX_PAYLOAD:
+            yield "[" + b",".join(batch).decode() + "]"
+            batch, size = [], 2
+        batch.append(item)
+        size += len(item) + 1
+    if batch:
+        yield "[" + b",".join(batch).decode() + "]"
 
 
 def install(engine: Engine, broker: Broker) -> None:
@@ -148,7 +167,8 @@ def _listen(engine: Engine, publish: Any) -> None:
             with psycopg.connect(url, autocommit=True) as pg:
                 pg.execute(f"LISTEN {CHANNEL}")
                 for note in pg.notifies():
-                    publish([orjson.loads(note.payload)])
+                    got = orjson.loads(note.payload)
+                    publish(got if isinstance(got, list) else [got])
         except Exception as exc:  # the database restarted: listen again
             log.warning("capacity LISTEN connection lost (%s); reconnecting", exc)
             time.sleep(1)

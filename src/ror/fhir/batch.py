@@ -1,5 +1,6 @@
-"""`POST [base]` with a Bundle of type batch: the bulk feed for hospital software. Each entry is processed on its
-own (its own transaction): one bad entry never blocks or loses the others; every entry gets its outcome."""
+"""`POST [base]` with a Bundle of type batch: the bulk feed for hospital software. The entries are written in one
+transaction (`CapacityService.patch_many`), each checked on its own: one bad entry writes nothing and never blocks
+or loses the others; every entry gets its outcome."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from ror.access.tokens import ANONYMOUS
+from ror.capacity.service import PatchRequest
 from ror.errors import InvalidRequest, Issue, RorError
 from ror.fhir.capacity import read_json
 from ror.fhir.common import services
@@ -56,37 +58,35 @@ async def batch(request: Request) -> FhirResponse:
     caller = getattr(request.state, "caller", ANONYMOUS)
     capacity = services(request).capacity
     remote = request.client.host if request.client else None
-
-    def run() -> list[dict[str, Any]]:  # in the thread pool: the event loop keeps serving meanwhile
-        out: list[dict[str, Any]] = []
-        for i, entry in enumerate(entries):
-            req = entry.get("request") or {}
-            try:
-                if not isinstance(req, dict):
-                    raise InvalidRequest("request must be an object", expression=f"Bundle.entry[{i}].request")
-                if req.get("method") != "PATCH":
-                    raise InvalidRequest(
-                        "only PATCH entries are accepted", expression=f"Bundle.entry[{i}].request.method"
-                    )
-                location_id, identifier = _patch_target(str(req.get("url", "")))
-                result = capacity.patch(
-                    caller, entry.get("resource"), location_id=location_id, identifier=identifier, remote_addr=remote
-                )
-                stored = result.stored
-                out.append(
-                    {
-                        "response": {
-                            "status": "200 OK",
-                            "location": f"Location/{stored.res_id}/_history/{stored.version_id}",
-                            "etag": stored.etag,
-                            "lastModified": fhir_instant(stored.last_updated),
-                            **({"outcome": operation_outcome(result.warnings)} if result.warnings else {}),
-                        }
-                    }
-                )
-            except RorError as exc:
-                out.append(_entry_outcome(exc.status, exc.issues))
-        return out
-
-    out = await run_in_threadpool(run)
+    requests: list[PatchRequest | RorError] = []
+    for i, entry in enumerate(entries):
+        req = entry.get("request") or {}
+        try:
+            if not isinstance(req, dict):
+                raise InvalidRequest("request must be an object", expression=f"Bundle.entry[{i}].request")
+            if req.get("method") != "PATCH":
+                raise InvalidRequest("only PATCH entries are accepted", expression=f"Bundle.entry[{i}].request.method")
+            location_id, identifier = _patch_target(str(req.get("url", "")))
+            requests.append(PatchRequest(entry.get("resource"), location_id, identifier))
+        except RorError as exc:
+            requests.append(exc)
+    # in the thread pool: the event loop keeps serving meanwhile
+    results = await run_in_threadpool(capacity.patch_many, caller, requests, remote_addr=remote)
+    out: list[dict[str, Any]] = []
+    for result in results:
+        if isinstance(result, RorError):
+            out.append(_entry_outcome(result.status, result.issues))
+            continue
+        stored = result.stored
+        out.append(
+            {
+                "response": {
+                    "status": "200 OK",
+                    "location": f"Location/{stored.res_id}/_history/{stored.version_id}",
+                    "etag": stored.etag,
+                    "lastModified": fhir_instant(stored.last_updated),
+                    **({"outcome": operation_outcome(result.warnings)} if result.warnings else {}),
+                }
+            }
+        )
     return FhirResponse({"resourceType": "Bundle", "type": "batch-response", "entry": out})

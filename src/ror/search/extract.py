@@ -141,23 +141,72 @@ def _add(rows: IndexRows, res_type: str, p: SearchParam, value: Any, grp: int | 
             rows.reference.append((res_type, code, grp, ref[0], ref[1], ref[2]))
 
 
+def _keys(expr: str) -> frozenset[str] | None:
+    """Top-level keys an expression reads; `Resource.meta.tag` reads `meta` whatever the type."""
+    keys = top_level_keys(expr)
+    if keys is None and expr.startswith("Resource.") and "|" not in expr:
+        name = expr.split(".")[1].split("(")[0].split("[")[0]
+        return frozenset({name}) if name.isidentifier() else None
+    return keys
+
+
 @lru_cache(maxsize=128)
 def _plan(registry: Registry, res_type: str) -> tuple[tuple[SearchParam, frozenset[str] | None], ...]:
     """The parameters extracted for a type, with the top-level keys each needs, computed once per registry:
     extract runs millions of times during an import and most optional elements are absent."""
     return tuple(
-        (p, top_level_keys(p.group or p.expression))
-        for p in registry.for_type(res_type).values()
-        if p.type != "special"
+        (p, _keys(p.group or p.expression)) for p in registry.for_type(res_type).values() if p.type != "special"
     )
 
 
-def extract(registry: Registry, resource: dict[str, Any]) -> IndexRows:
-    """All index rows of one resource (without `resource_pk`, which the store adds)."""
+# index table (by IndexRows field name) of each parameter type
+TABLE_OF_TYPE = {
+    "token": "token",
+    "string": "string",
+    "uri": "string",
+    "number": "number",
+    "quantity": "quantity",
+    "date": "date",
+    "reference": "reference",
+}
+GEO_KEYS = frozenset({"position"})  # the geo row of a Location
+
+
+@dataclass(frozen=True, eq=False)
+class Affected:
+    """What a change of some top-level elements can alter in a resource's index rows: the parameter codes per
+    index table (IndexRows field name) and whether the geo row is concerned. Compared by identity: `affected`
+    returns one object per (type, changed keys)."""
+
+    params: dict[str, tuple[str, ...]]
+    geo: bool
+
+
+@lru_cache(maxsize=1024)
+def affected(registry: Registry, res_type: str, changed: frozenset[str]) -> Affected:
+    """Parameters whose rows can differ when only the `changed` top-level keys differ between two versions (a
+    parameter whose keys cannot be told is always included). The store rewrites just those rows on an update:
+    a capacity PATCH changes `extension` and `meta`, a few rows of the ~40 of a Location."""
+    params: dict[str, list[str]] = {}
+    for p, keys in _plan(registry, res_type):
+        if keys is not None and keys.isdisjoint(changed):
+            continue
+        codes = params.setdefault(TABLE_OF_TYPE[p.type], [])
+        codes.append(p.code)
+        if p.code == "identifier" and p.type == "token":
+            codes.append("identifier:of-type")
+    geo = res_type == "Location" and not GEO_KEYS.isdisjoint(changed)
+    return Affected({t: tuple(sorted(set(c))) for t, c in params.items()}, geo)
+
+
+def extract(registry: Registry, resource: dict[str, Any], changed: frozenset[str] | None = None) -> IndexRows:
+    """The index rows of one resource (without `resource_pk`, which the store adds): all of them, or with
+    `changed`, only those of the parameters `affected` by a change of these top-level keys."""
     res_type = resource["resourceType"]
     rows = IndexRows()
+    present = resource.keys()
     for p, keys in _plan(registry, res_type):
-        if keys is not None and keys.isdisjoint(resource.keys()):
+        if keys is not None and (keys.isdisjoint(present) or (changed is not None and keys.isdisjoint(changed))):
             continue
         try:
             if p.group:
@@ -169,7 +218,7 @@ def extract(registry: Registry, resource: dict[str, Any]) -> IndexRows:
                     _add(rows, res_type, p, value, None)
         except ValueError:
             continue  # an unparsable value (e.g. a malformed date) is not indexed; validation reports it
-    if res_type == "Location":
+    if res_type == "Location" and (changed is None or not GEO_KEYS.isdisjoint(changed)):
         pos = resource.get("position") or {}
         lat, lon = pos.get("latitude"), pos.get("longitude")
         if isinstance(lat, int | float) and isinstance(lon, int | float):

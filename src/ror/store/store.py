@@ -31,8 +31,8 @@ from ror.db.tables import (
     resource,
     resource_version,
 )
-from ror.errors import Gone, InvalidRequest, NotFound, PreconditionFailed
-from ror.search.extract import IndexRows, extract
+from ror.errors import Gone, InvalidRequest, NotFound, PreconditionFailed, RorError
+from ror.search.extract import Affected, IndexRows, affected, extract
 from ror.search.normalise import fhir_instant, utcnow
 from ror.search.registry import Registry, default_registry
 from ror.store.meta import commune_code, content_hash, creation_date, dumps, finalise, region_tag
@@ -48,6 +48,7 @@ _READ = select(resource.c.version_id, resource.c.last_updated, resource.c.delete
 _CURRENT = select(
     resource.c.pk,
     resource.c.version_id,
+    resource.c.last_updated,
     resource.c.deleted,
     resource.c.created,
     resource.c.region,
@@ -55,6 +56,11 @@ _CURRENT = select(
     resource.c.content,
 ).where(*_BY_KEY)
 _CURRENT_FOR_UPDATE = _CURRENT.with_for_update()
+_CURRENT_MANY = (
+    select(*_CURRENT.selected_columns, resource.c.res_id)
+    .where(resource.c.res_type == bindparam("t"), resource.c.res_id.in_(bindparam("ids", expanding=True)))
+    .order_by(resource.c.res_id)
+)
 _EXISTS = select(resource.c.pk).where(*_BY_KEY, resource.c.deleted.is_(False))
 _UPDATE_CURRENT = (
     update(resource)
@@ -95,6 +101,14 @@ _RESOURCE_COLS += ("content_hash", "content")
 _INDEX_COLS = {
     t: tuple(col.name for col in t.columns)
     for t in (idx_token, idx_string, idx_number, idx_quantity, idx_date, idx_reference, idx_geo)
+}
+_FIELD_OF_TABLE = {
+    idx_token: "token",
+    idx_string: "string",
+    idx_number: "number",
+    idx_quantity: "quantity",
+    idx_date: "date",
+    idx_reference: "reference",
 }
 _VERSION_COLS = ("resource_pk", "version_id", "last_updated", "deleted", "method", "author", "content")
 RegionOf = Callable[[str], str | None]  # commune INSEE code -> region code
@@ -163,6 +177,28 @@ class _Pending:
     deleted: bool
     previous: str | None = None
     rows: IndexRows = field(default_factory=IndexRows)
+    affected: Affected | None = None  # on an update, the index rows to replace; None: all of them
+
+
+@dataclass
+class _Row:
+    """The current row of a resource as a write needs it (the columns of `_CURRENT`)."""
+
+    pk: int | None
+    version_id: int
+    last_updated: datetime
+    deleted: bool
+    region: str | None
+    content_hash: str
+    content: str
+
+    @classmethod
+    def of(cls, row: Any) -> _Row:
+        return cls(row.pk, row.version_id, row.last_updated, row.deleted, row.region, row.content_hash, row.content)
+
+
+def _stored(p: _Pending, method: str) -> Stored:
+    return Stored(p.res_type, p.res_id, p.version_id, p.created, False, p.content, method)
 
 
 def parse_etag(value: str | None) -> int | None:
@@ -299,7 +335,9 @@ class ResourceStore:
         res_type = _resource_type(res)
         new_id = str(uuid.uuid4())
         with self._tx(conn) as c:
-            return self._write(c, res_type, new_id, res, if_match=None, author=author, method=method, must_exist=False)
+            return self._write(c, res_type, new_id, res, if_match=None, author=author, method=method, must_exist=False)[
+                0
+            ]
 
     def update(
         self,
@@ -323,11 +361,9 @@ class ResourceStore:
         if not ID_RE.match(res_id):
             raise InvalidRequest(f"invalid resource id {res_id!r}", expression=f"{res_type}.id")
         with self._tx(conn) as c:
-            existed = self.exists(res_type, res_id, c)
-            stored = self._write(
+            return self._write(
                 c, res_type, res_id, res, if_match=if_match, author=author, method=method, must_exist=False
             )
-            return stored, not existed
 
     def delete(
         self,
@@ -359,7 +395,8 @@ class ResourceStore:
                     "meta": {"versionId": str(vid), "lastUpdated": fhir_instant(now)},
                 }
             )
-            self._clear_indexes(c, [cur.pk])
+            for table in _INDEX_COLS:
+                self._delete_rows(c, table.name, [cur.pk], ())
             self._supersede(c, [(cur.pk, cur.version_id, cur.content)])
             c.execute(
                 update(resource).where(resource.c.pk == cur.pk).values(version_id=vid, last_updated=now, deleted=True)
@@ -420,12 +457,10 @@ class ResourceStore:
         return c.execute(_CURRENT if self._sqlite else _CURRENT_FOR_UPDATE, {"t": res_type, "i": res_id}).first()
 
     @staticmethod
-    def _kept_creation_date(cur: Any, res: dict[str, Any]) -> str | None:
-        """The stored creation date wins on update; on creation, a date the client brings (migration of existing
-        data) is kept; otherwise the store sets it to now."""
-        if cur is not None and not cur.deleted:
-            return creation_date(orjson.loads(cur.content))
-        return creation_date(res)
+    def _kept_creation_date(previous: dict[str, Any] | None, res: dict[str, Any]) -> str | None:
+        """The stored creation date (of the live current version `previous`) wins on update; on creation, a date
+        the client brings (migration of existing data) is kept; otherwise the store sets it to now."""
+        return creation_date(previous if previous is not None else res)
 
     def _region(self, res: dict[str, Any], previous: str | None) -> str | None:
         tag = region_tag(res)
@@ -450,9 +485,15 @@ class ResourceStore:
         pk: int | None,
         hash_: str,
         previous: str | None = None,
+        previous_res: dict[str, Any] | None = None,
     ) -> _Pending:
+        """`previous_res`: the current version, parsed, when it is live: only the index rows of the parameters
+        whose elements changed are then rebuilt (`search.extract.affected`)."""
         region = self._region(res, previous_region)
         final = finalise(res, res_id=res_id, version_id=version_id, last_updated=now, region=region, created=created)
+        changed: frozenset[str] | None = None
+        if previous_res is not None and pk is not None:
+            changed = frozenset(k for k in final.keys() | previous_res.keys() if final.get(k) != previous_res.get(k))
         return _Pending(
             pk=pk,
             res_type=res_type,
@@ -464,7 +505,8 @@ class ResourceStore:
             content=dumps(final),
             deleted=False,
             previous=previous,
-            rows=extract(self.registry, final),
+            rows=extract(self.registry, final, changed),
+            affected=None if changed is None else affected(self.registry, res_type, changed),
         )
 
     def _write(
@@ -478,7 +520,8 @@ class ResourceStore:
         author: str | None,
         method: str,
         must_exist: bool,
-    ) -> Stored:
+    ) -> tuple[Stored, bool]:
+        """Returns (stored, created)."""
         cur = self._current(c, res_type, res_id)
         if cur is None and (must_exist or if_match is not None):
             raise NotFound(f"{res_type}/{res_id} is not known", expression=res_type)
@@ -487,22 +530,139 @@ class ResourceStore:
                 f"{res_type}/{res_id} is at version {cur.version_id}, If-Match asked for {if_match}",
                 expression=res_type,
             )
-        now = utcnow()
+        return self._write_over(c, cur, res_type, res_id, res, author=author, method=method)
+
+    def _write_over(
+        self,
+        c: Connection,
+        cur: Any,
+        res_type: str,
+        res_id: str,
+        res: dict[str, Any],
+        *,
+        author: str | None,
+        method: str,
+    ) -> tuple[Stored, bool]:
+        """Write `res` as the next version after the current row `cur` (None: a creation), already read (and
+        locked on PostgreSQL) in this transaction."""
+        planned = self._next_version(cur, res_type, res_id, res, method)
+        if isinstance(planned, Stored):
+            return planned, False
+        self._persist(c, [planned], author=author, method=method)
+        return _stored(planned, method), cur is None or bool(cur.deleted)
+
+    def _next_version(
+        self, cur: Any, res_type: str, res_id: str, res: dict[str, Any], method: str
+    ) -> _Pending | Stored:
+        """The version that `res` makes after the current row `cur`, ready to persist — or the current version
+        itself when nothing changed (no new version: idempotent PUT)."""
+        previous = None if cur is None or cur.deleted else orjson.loads(cur.content)
         h = content_hash(res)
-        if cur is not None and not cur.deleted and cur.content_hash == h:
-            previous = orjson.loads(cur.content)
-            if region_tag(res) in (None, region_tag(previous)):
-                # Nothing changed: no new version (idempotent PUT), the current one is returned.
-                row = c.execute(select(resource.c.last_updated).where(resource.c.pk == cur.pk)).scalar_one()
-                return Stored(res_type, res_id, cur.version_id, row, False, cur.content, method)
-        created = self._kept_creation_date(cur, res)
-        vid = (cur.version_id + 1) if cur is not None else 1
-        previous = cur.content if cur is not None and not cur.deleted else None
-        p = self._prepare(
-            res, res_type, res_id, vid, now, created, cur.region if cur else None, cur.pk if cur else None, h, previous
+        if previous is not None and cur.content_hash == h and region_tag(res) in (None, region_tag(previous)):
+            return Stored(res_type, res_id, cur.version_id, cur.last_updated, False, cur.content, method)
+        return self._prepare(
+            res,
+            res_type,
+            res_id,
+            (cur.version_id + 1) if cur is not None else 1,
+            utcnow(),
+            self._kept_creation_date(previous, res),
+            cur.region if cur else None,
+            cur.pk if cur else None,
+            h,
+            None if previous is None else cur.content,
+            previous,
         )
-        self._persist(c, [p], author=author, method=method)
-        return Stored(res_type, res_id, vid, now, False, p.content, method)
+
+    def modify_many(
+        self,
+        res_type: str,
+        changes: Sequence[tuple[str, Callable[[Stored], dict[str, Any]]]],
+        *,
+        author: str | None = None,
+        conn: Connection | None = None,
+        method: str = "PATCH",
+    ) -> list[Stored | RorError]:
+        """`modify` for many (id, change) pairs in one transaction, written together (one statement per table
+        instead of one per resource): the bulk capacity feed. A change that raises a RorError (or an unknown or
+        deleted id) is reported at its position and writes nothing; the others are not affected. Rows are
+        locked in id order, so concurrent batches cannot deadlock. Several changes of one resource apply in
+        order, each making its own version (written in successive rounds)."""
+        out: list[Stored | RorError | None] = [None] * len(changes)
+        with self._tx(conn) as c:
+            ids = sorted({rid for rid, _ in changes})
+            rows: dict[str, Any] = {}
+            q = _CURRENT_MANY if self._sqlite else _CURRENT_MANY.with_for_update()
+            for start in range(0, len(ids), 900):
+                for row in c.execute(q, {"t": res_type, "ids": ids[start : start + 900]}):
+                    rows[row.res_id] = _Row.of(row)
+            rounds: list[list[int]] = []
+            seen: dict[str, int] = {}
+            for i, (rid, _) in enumerate(changes):
+                n = seen.get(rid, 0)
+                seen[rid] = n + 1
+                if n == len(rounds):
+                    rounds.append([])
+                rounds[n].append(i)
+            for round_ in rounds:
+                pending: list[tuple[int, _Pending]] = []
+                for i in round_:
+                    rid, change = changes[i]
+                    cur = rows.get(rid)
+                    try:
+                        if cur is None:
+                            raise NotFound(f"{res_type}/{rid} is not known", expression=res_type)
+                        if cur.deleted:
+                            raise Gone(f"{res_type}/{rid} was deleted (version {cur.version_id})", expression=res_type)
+                        res = change(
+                            Stored(res_type, rid, cur.version_id, cur.last_updated, False, cur.content, method)
+                        )
+                        if _resource_type(res) != res_type or res.get("id") not in (None, rid):
+                            raise InvalidRequest(f"the change must keep {res_type}/{rid}", expression=f"{res_type}.id")
+                        planned = self._next_version(cur, res_type, rid, res, method)
+                    except RorError as exc:
+                        out[i] = exc
+                        continue
+                    if isinstance(planned, Stored):
+                        out[i] = planned
+                    else:
+                        pending.append((i, planned))
+                self._persist(c, [p for _, p in pending], author=author, method=method)
+                for i, p in pending:
+                    out[i] = _stored(p, method)
+                    rows[p.res_id] = _Row(p.pk, p.version_id, p.created, False, p.region, p.hash, p.content)
+        return [o if o is not None else RorError("not processed") for o in out]
+
+    def modify(
+        self,
+        res_type: str,
+        res_id: str,
+        change: Callable[[Stored], dict[str, Any]],
+        *,
+        if_match: int | None = None,
+        author: str | None = None,
+        conn: Connection | None = None,
+        method: str = "PATCH",
+    ) -> Stored:
+        """Read-modify-write of one live resource: the current version is read once, locked until the end of the
+        transaction on PostgreSQL (SQLite writers hold the database lock), given to `change`, which returns the
+        new content (or raises: nothing is written), then checked against If-Match and written. Concurrent
+        writers are applied one after the other on the latest version, never lost."""
+        with self._tx(conn) as c:
+            cur = self._current(c, res_type, res_id)
+            if cur is None:
+                raise NotFound(f"{res_type}/{res_id} is not known", expression=res_type)
+            if cur.deleted:
+                raise Gone(f"{res_type}/{res_id} was deleted (version {cur.version_id})", expression=res_type)
+            res = change(Stored(res_type, res_id, cur.version_id, cur.last_updated, False, cur.content, method))
+            if if_match is not None and if_match != cur.version_id:
+                raise PreconditionFailed(
+                    f"{res_type}/{res_id} is at version {cur.version_id}, If-Match asked for {if_match}",
+                    expression=res_type,
+                )
+            if _resource_type(res) != res_type or res.get("id") not in (None, res_id):
+                raise InvalidRequest(f"the change must keep {res_type}/{res_id}", expression=f"{res_type}.id")
+            return self._write_over(c, cur, res_type, res_id, res, author=author, method=method)[0]
 
     def _bulk_type(
         self, c: Connection, res_type: str, items: list[dict[str, Any]], *, author: str | None, method: str
@@ -540,7 +700,7 @@ class ResourceStore:
             if cur is not None and not cur.deleted and cur.content_hash == h:
                 counts.unchanged += 1
                 continue
-            created = self._kept_creation_date(cur, r)
+            previous = orjson.loads(cur.content) if cur is not None and not cur.deleted else None
             vid = (cur.version_id + 1) if cur is not None else 1
             pending.append(
                 self._prepare(
@@ -549,11 +709,12 @@ class ResourceStore:
                     rid,
                     vid,
                     now,
-                    created,
+                    self._kept_creation_date(previous, r),
                     cur.region if cur else None,
                     cur.pk if cur else None,
                     h,
-                    cur.content if cur is not None and not cur.deleted else None,
+                    cur.content if previous is not None else None,
+                    previous,
                 )
             )
             if cur is None:
@@ -581,7 +742,7 @@ class ResourceStore:
                 ],
             )
         if old:
-            self._clear_indexes(c, [p.pk for p in old if p.pk is not None])
+            self._clear_indexes(c, old)
             self._supersede(c, [(p.pk, p.version_id - 1, p.previous) for p in old if p.previous is not None])
             c.execute(
                 _UPDATE_CURRENT,
@@ -654,15 +815,63 @@ class ResourceStore:
         for table, rows in buckets.items():
             _bulk_insert(c, table, _INDEX_COLS[table], rows)
 
-    def _clear_indexes(self, c: Connection, pks: list[int]) -> None:
-        """Delete the index rows of these resources: plain driver SQL, one statement per table and chunk (the
-        SQLAlchemy-built DELETE … IN cost ~1 ms per table, seven tables per write)."""
+    def _clear_indexes(self, c: Connection, pending: list[_Pending]) -> None:
+        """Delete the index rows that the new versions replace: all of them, or only the rows of the parameters
+        `affected` by the change. Pending versions with the same affected set share one statement per table and
+        chunk of 900 (plain driver SQL: the SQLAlchemy-built DELETE … IN cost ~1 ms per table)."""
+        groups: dict[Affected | None, list[int]] = {}
+        for p in pending:
+            if p.pk is not None:
+                groups.setdefault(p.affected, []).append(p.pk)
+        for aff, pks in groups.items():
+            for table in _INDEX_COLS:
+                if aff is None:
+                    self._delete_rows(c, table.name, pks, ())
+                elif table is idx_geo:
+                    if aff.geo:
+                        self._delete_rows(c, table.name, pks, ())
+                elif aff.params.get(_FIELD_OF_TABLE[table]):
+                    self._delete_rows(c, table.name, pks, aff.params[_FIELD_OF_TABLE[table]])
+
+    def _delete_rows(self, c: Connection, table: str, pks: list[int], params: tuple[str, ...]) -> None:
         mark = "?" if self._sqlite else "%s"
+        where_param = ""
+        if len(params) == 1:
+            where_param = f" AND param = {mark}"
+        elif params:
+            where_param = f" AND param IN ({', '.join([mark] * len(params))})"
         for start in range(0, len(pks), 900):
             chunk = tuple(pks[start : start + 900])
             where = f"resource_pk = {mark}" if len(chunk) == 1 else f"resource_pk IN ({', '.join([mark] * len(chunk))})"
-            for table in _INDEX_COLS:
-                c.exec_driver_sql(f"DELETE FROM {table.name} WHERE {where}", chunk)
+            c.exec_driver_sql(f"DELETE FROM {table} WHERE {where}{where_param}", chunk + params)
+
+    def reindex(
+        self, res_type: str | None = None, *, batch: int = 500, progress: Callable[[int], None] | None = None
+    ) -> int:
+        """Rebuild every index row of the live resources (of one type): after a change of the SearchParameter
+        definitions, since an update rewrites only the rows of the elements it changes. Returns the count."""
+        done = 0
+        last = 0
+        while True:
+            with self.write_tx() as c:
+                q = select(resource.c.pk, resource.c.content).where(resource.c.deleted.is_(False), resource.c.pk > last)
+                if res_type is not None:
+                    q = q.where(resource.c.res_type == res_type)
+                rows = c.execute(q.order_by(resource.c.pk).limit(batch)).all()
+                if not rows:
+                    return done
+                pending = []
+                for r in rows:
+                    res = orjson.loads(r.content)
+                    p = _Pending(r.pk, res["resourceType"], res["id"], 0, utcnow(), None, "", r.content, False)
+                    p.rows = extract(self.registry, res)
+                    pending.append(p)
+                self._clear_indexes(c, pending)
+                self._insert_indexes(c, pending)
+            last = rows[-1].pk
+            done += len(rows)
+            if progress is not None:
+                progress(len(rows))
 
 
 def _sqlite_datetime(v: Any) -> Any:
