@@ -23,7 +23,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -34,6 +34,7 @@ from ror.access.tokens import Caller
 from ror.capacity.crisis import DEFAULT_CRISIS_FRESHNESS_MIN, Crisis, CrisisRegistry
 from ror.capacity.model import CAPACITY_URL, Indicator, indicators_of
 from ror.capacity.patch import CAP_PATH
+from ror.capacity.service import PatchRequest
 from ror.db.tables import import_run
 from ror.directory.scope import Scope
 from ror.directory.units import fhir_datetime
@@ -54,6 +55,8 @@ NO_ASSIGNMENT = "01"
 UNDETERMINED = "04"  # TRE_R332 genre indéterminé
 MOBILISED = "01"  # TRE_R334 Mobilisé
 POLL_S = 1.0  # how often a waiting runner looks for a stop
+BATCH = 200  # units written in one transaction of the bulk feed
+MAX_FAILURES_KEPT = 20
 
 RUNNING, DONE, STOPPED, INTERRUPTED = "en cours", "terminé", "arrêté", "interrompu"
 
@@ -202,15 +205,12 @@ def request_stop(engine: Engine, by: str = "exercise stop") -> dict[str, Any] | 
     found = latest_run(engine)
     if found is None or found[1].get("state") != RUNNING:
         return None
-    pk, state = found
+    state = found[1]
     registry = CrisisRegistry(engine)
     crisis = registry.get(int(state["crisis"]))
     if crisis.ended_at is None:
         registry.end(crisis.id, by)
-    state["stop_requested"] = True
-    with engine.begin() as c:
-        c.execute(update(import_run).where(import_run.c.pk == pk).values(report=orjson.dumps(state).decode()))
-    return state
+    return state  # the runner owns its row: it records the stop itself
 
 
 # --- the runner --------------------------------------------------------------------------------------------------
@@ -296,6 +296,7 @@ class ExerciseRunner:
             "state": RUNNING,
             "crisis": crisis.id,
             "scale": plan.scale,
+            "scale_basis": plan.scale_basis,
             "fraction": plan.fraction,
             "installed": plan.installed,
             "peak_day": plan.peak_day.isoformat(),
@@ -393,6 +394,7 @@ class _Replay:
             lag = self._wait_until(origin + i * self.interval_s)
             if lag is None:
                 state["state"] = STOPPED
+                state["stopped_by"] = r.crises.get(self.crisis.id).ended_by
                 return
             self._write_step(i, simulated)
             state.update(
@@ -421,9 +423,12 @@ class _Replay:
             r.sleep(min(left, POLL_S))
             if r.stopped(self.crisis.id):
                 return None
-        return max(0.0, r.clock() - due)
+        return max(0.0, r.clock() - due) if self.interval_s else 0.0
 
     def _write_step(self, i: int, simulated: datetime) -> None:
+        """The step's changes through the bulk capacity feed (`CapacityService.patch_many`: one transaction per
+        batch, one version, event and audit row per unit); an entry refused (a trainee changed the unit's
+        indicators under us) is written again from the unit's current content."""
         r = self.runner
         stamp = Stamp(
             fhir_datetime(r.now()),
@@ -431,38 +436,44 @@ class _Replay:
             self.scenario.crisis_type,
         )
         paced = self.speed is not None
+        due: list[tuple[str, UnitState]] = []
         for location_id, unit_state in self.plan.states(i).items():
             previous = self.last.get(location_id)
             if previous == unit_state and not (paced and r.clock() - self.last_at[location_id] >= self.refresh_s):
                 continue
-            self._write(location_id, previous, unit_state, stamp)
+            due.append((location_id, unit_state))
+        for start in range(0, len(due), BATCH):
+            batch = due[start : start + BATCH]
+            requests = [PatchRequest(self._body(loc, new, stamp), location_id=loc) for loc, new in batch]
+            results = r.services.capacity.patch_many(self.caller, requests)
+            for (location_id, new), result in zip(batch, results, strict=True):
+                if isinstance(result, RorError):
+                    self._write_again(location_id, new, stamp)
+                else:
+                    self._written(location_id, new)
 
-    def _write(self, location_id: str, previous: UnitState | None, new: UnitState, stamp: Stamp) -> None:
-        capacity = self.runner.services.capacity
-        for attempt in ("step", "initial"):
-            if attempt == "step" and previous is None:
-                continue
-            try:
-                if attempt == "step":
-                    assert previous is not None
-                    body = step_body(previous, new, stamp)
-                else:  # first write, or a trainee changed the unit's indicators under us: start it again
-                    current = self.runner.services.store.read("Location", location_id).resource()
-                    body = initial_body(indicators_of(current), new, stamp)
-                capacity.patch(self.caller, body, location_id=location_id)
-            except RorError as exc:
-                if attempt == "initial":
-                    self.errors += 1
-                    if len(self.failures) < 20:
-                        self.failures.append(f"{location_id}: {exc.diagnostics}")
-                    log.warning("exercise write refused for %s: %s", location_id, exc.diagnostics)
-                    return
-                continue
-            self.writes += 1
-            self.last[location_id] = new
-            self.last_at[location_id] = self.runner.clock()
+    def _body(self, location_id: str, new: UnitState, stamp: Stamp) -> dict[str, Any]:
+        previous = self.last.get(location_id)
+        if previous is not None:
+            return step_body(previous, new, stamp)
+        current = self.runner.services.store.read("Location", location_id).resource()
+        return initial_body(indicators_of(current), new, stamp)
+
+    def _write_again(self, location_id: str, new: UnitState, stamp: Stamp) -> None:
+        try:
+            current = self.runner.services.store.read("Location", location_id).resource()
+            self.runner.services.capacity.patch(
+                self.caller, initial_body(indicators_of(current), new, stamp), location_id=location_id
+            )
+        except RorError as exc:
+            self.errors += 1
+            if len(self.failures) < MAX_FAILURES_KEPT:
+                self.failures.append(f"{location_id}: {exc.diagnostics}")
+            log.warning("exercise write refused for %s: %s", location_id, exc.diagnostics)
             return
+        self._written(location_id, new)
 
-
-def elapsed_label(seconds: float) -> str:
-    return str(timedelta(seconds=round(seconds)))
+    def _written(self, location_id: str, new: UnitState) -> None:
+        self.writes += 1
+        self.last[location_id] = new
+        self.last_at[location_id] = self.runner.clock()
