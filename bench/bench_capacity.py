@@ -10,7 +10,9 @@ log; 2 workers on PostgreSQL, 1 on SQLite), a feeder client of profile 1 granted
    one SSE subscriber on /api/capacity/stream matches every event to its write → write-to-delivery p50/p95
    (from the moment the PATCH was sent, and from the moment its 200 came back);
 2. bulk feed: the same clients send `Bundle` batches of `--batch` PATCH entries (distinct units) for `--seconds`
-   → indicator updates/s (entries answered 200), bundle latency p50/p95.
+   → indicator updates/s (entries answered 200), bundle latency p50/p95 — first with random units (concurrent
+   bundles overlap and wait on each other's row locks: the worst case), then with each client feeding only its
+   own establishments' units, as hospital software does ("own units").
 
     .venv/bin/python bench/bench_capacity.py [--backend sqlite|postgresql|both] [--seconds 15] [--clients 16]
 """
@@ -54,6 +56,7 @@ class Unit:
     location_id: str
     nature: str
     gender: str  # '' when the availability has no gender
+    establishment: str = ""  # the EG (Organization id) the unit belongs to
 
 
 def _cc(url: str, system: str, code: str) -> dict[str, Any]:
@@ -127,7 +130,7 @@ def units_and_client(url: str) -> tuple[list[Unit], str, str]:
     units: dict[str, Unit] = {}
     for loc, nature, gender, org_id in rows:
         if org_id in orgs:  # units whose establishment is in the FINESS extract (the feeder may write them)
-            units.setdefault(loc, Unit(loc, nature, gender))
+            units.setdefault(loc, Unit(loc, nature, gender, org_id))
     creds = ClientRegistry(engine).add("bench feeder", 1, feeds)
     engine.dispose()
     return list(units.values()), creds.client.client_id, creds.secret
@@ -233,18 +236,40 @@ async def single_patches(
     return phase
 
 
+def by_feeder(units: list[Unit], clients: int) -> list[list[Unit]]:
+    """The units split between `clients` feeders by establishment (each hospital software feeds its own EGs:
+    establishments dealt round-robin, largest first)."""
+    groups: dict[str, list[Unit]] = {}
+    for u in units:
+        groups.setdefault(u.establishment, []).append(u)
+    shares: list[list[Unit]] = [[] for _ in range(clients)]
+    for i, (_, members) in enumerate(sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))):
+        (shares[i] if i < clients else min(shares, key=len)).extend(members)
+    return shares
+
+
 async def batches(
-    base: str, headers: dict[str, str], units: list[Unit], clients: int, seconds: float, size: int
+    base: str,
+    headers: dict[str, str],
+    units: list[Unit],
+    clients: int,
+    seconds: float,
+    size: int,
+    partitioned: bool = False,
 ) -> Phase:
+    """Bundles of `size` PATCH entries: random units (bundles of concurrent clients overlap and wait on each
+    other's row locks: the worst case), or with `partitioned` each client feeding its own establishments."""
     phase = Phase()
     counter = itertools.count(10_000_000)
     stop = time.perf_counter() + seconds
+    shares = by_feeder(units, clients) if partitioned else [units] * clients
 
     async def worker(seed: int) -> None:
         rnd = random.Random(seed)
+        mine = shares[seed]
         async with httpx.AsyncClient(base_url=base, headers=headers, timeout=120) as client:
             while time.perf_counter() < stop:
-                chosen = rnd.sample(units, min(size, len(units)))
+                chosen = rnd.sample(mine, min(size, len(mine)))
                 bundle = {
                     "resourceType": "Bundle",
                     "type": "batch",
@@ -290,6 +315,10 @@ async def measure(base: str, headers: dict[str, str], units: list[Unit], args: a
     t0 = time.perf_counter()
     bulk = await batches(base, headers, units, args.clients, args.seconds, args.batch)
     bulk_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    own = await batches(base, headers, units, args.clients, args.seconds, args.batch, partitioned=True)
+    own_s = time.perf_counter() - t0
+    o50, o95 = percentiles(own.latencies_ms)
     p50, p95 = percentiles(single.latencies_ms)
     b50, b95 = percentiles(bulk.latencies_ms)
     s50, s95 = percentiles(probe.after_send_ms) if probe.after_send_ms else (None, None)
@@ -304,6 +333,10 @@ async def measure(base: str, headers: dict[str, str], units: list[Unit], args: a
         "bulk_p50_ms": round(b50, 1),
         "bulk_p95_ms": round(b95, 1),
         "bulk_errors": bulk.errors,
+        "bulk_own_units_updates_per_s": round(own.updates / own_s),
+        "bulk_own_units_p50_ms": round(o50, 1),
+        "bulk_own_units_p95_ms": round(o95, 1),
+        "bulk_own_units_errors": own.errors,
         "sse_delivered": f"{len(probe.after_send_ms)}/{single.updates}",
         "sse_after_send_p50_ms": s50 and round(s50, 1),
         "sse_after_send_p95_ms": s95 and round(s95, 1),

@@ -17,8 +17,10 @@ from ror.errors import RorError
 
 MAX_DEPTH = 6
 # built once: looked up on every write (the capacity feed's hot path)
-_ORGANIZATION = select(resource.c.content).where(
-    resource.c.res_type == "Organization", resource.c.res_id == bindparam("i"), resource.c.deleted.is_(False)
+_ORGANIZATIONS = select(resource.c.res_id, resource.c.content).where(
+    resource.c.res_type == "Organization",
+    resource.c.res_id.in_(bindparam("ids", expanding=True)),
+    resource.c.deleted.is_(False),
 )
 
 
@@ -38,36 +40,71 @@ def _ref_id(ref: Any, res_type: str) -> str | None:
     return None
 
 
+def _finess_of(org: dict[str, Any]) -> set[str]:
+    """The FINESS numbers an Organization carries (FINESS identifier, or idNatStruct `1` + FINESS)."""
+    found: set[str] = set()
+    for ident in org.get("identifier") or []:
+        if ident.get("system") == ids.FINESS and ident.get("value"):
+            found.add(str(ident["value"]))
+        if ident.get("system") == ids.ID_NAT_STRUCT and str(ident.get("value", "")).startswith("1"):
+            found.add(str(ident["value"])[1:])
+    return found
+
+
 def establishment_finess(conn: Connection, res: dict[str, Any], enough: Collection[str] = ()) -> set[str]:
     """FINESS numbers of the Organizations above a resource (itself included when it is an Organization); the walk
     stops at the first level that holds one of `enough` (a writer's establishments: usually the EG, one read)."""
-    found: set[str] = set()
-    org_id: str | None = None
-    rt = res.get("resourceType")
-    if rt == "Organization":
-        current: dict[str, Any] | None = res
-    else:
-        key = {"Location": "managingOrganization", "HealthcareService": "providedBy"}.get(str(rt))
-        org_id = _ref_id(res.get(key), "Organization") if key else None
-        current = None
+    if res.get("resourceType") == "Organization":
+        found = _finess_of(res)
+        parent = _ref_id(res.get("partOf"), "Organization")
+        if parent is None or not found.isdisjoint(enough):
+            return found
+        return found | establishments(conn, [parent], enough)[parent]
+    org_id = _ref_id(res.get(_PARENT.get(str(res.get("resourceType")), "")), "Organization")
+    return establishments(conn, [org_id], enough)[org_id] if org_id else set()
+
+
+_PARENT = {"Location": "managingOrganization", "HealthcareService": "providedBy"}
+
+
+def establishments(conn: Connection, org_ids: Collection[str], enough: Collection[str] = ()) -> dict[str, set[str]]:
+    """For each Organization id, the FINESS numbers of it and the Organizations above it (partOf), read level by
+    level for all of them at once (a bulk feed's units: one query per level, not per unit); a walk stops at the
+    first level holding one of `enough`."""
+    found: dict[str, set[str]] = {o: set() for o in org_ids}
+    frontier = {o: o for o in org_ids}  # start -> Organization to read next
     for _ in range(MAX_DEPTH):
-        if current is None:
-            if org_id is None:
-                break
-            content = conn.execute(_ORGANIZATION, {"i": org_id}).scalar()
-            if content is None:
-                break
-            current = orjson.loads(content)
-        for ident in current.get("identifier") or []:
-            if ident.get("system") == ids.FINESS and ident.get("value"):
-                found.add(str(ident["value"]))
-            if ident.get("system") == ids.ID_NAT_STRUCT and str(ident.get("value", "")).startswith("1"):
-                found.add(str(ident["value"])[1:])
-        if not found.isdisjoint(enough):
+        if not frontier:
             break
-        org_id = _ref_id(current.get("partOf"), "Organization")
-        current = None
+        wanted = sorted(set(frontier.values()))
+        contents: dict[str, str] = {}
+        for start in range(0, len(wanted), 900):
+            contents.update((r[0], r[1]) for r in conn.execute(_ORGANIZATIONS, {"ids": wanted[start : start + 900]}))
+        following: dict[str, str] = {}
+        for start, current in frontier.items():
+            content = contents.get(current)
+            if content is None:
+                continue
+            org = orjson.loads(content)
+            found[start] |= _finess_of(org)
+            parent = _ref_id(org.get("partOf"), "Organization")
+            if parent is not None and found[start].isdisjoint(enough):
+                following[start] = parent
+        frontier = following
     return found
+
+
+def organization_id(reference: str) -> str | None:
+    """`Organization/eg-1` (relative or absolute) -> `eg-1`; None for anything else."""
+    return _ref_id({"reference": reference}, "Organization")
+
+
+def parent_reference(res: dict[str, Any]) -> str | None:
+    """The reference string of a Location's managingOrganization or a HealthcareService's providedBy (the key
+    of the `owners` cache of `require_write`)."""
+    parent = res.get(_PARENT.get(str(res.get("resourceType")), ""))
+    ref = parent.get("reference") if isinstance(parent, dict) else None
+    return ref if isinstance(ref, str) else None
 
 
 def require_write(
@@ -79,13 +116,12 @@ def require_write(
         raise Unauthorized("writing needs an access token (POST /oauth/token)")
     if not caller.can_write:
         raise Forbidden("this client may not write (no establishment granted)")
-    parent = res.get("managingOrganization") or res.get("providedBy")
-    key = parent.get("reference") if isinstance(parent, dict) and res.get("resourceType") != "Organization" else None
-    if owners is not None and isinstance(key, str) and key in owners:
+    key = parent_reference(res)
+    if owners is not None and key is not None and key in owners:
         finess = owners[key]
     else:
         finess = establishment_finess(conn, res, caller.feeds)
-        if owners is not None and isinstance(key, str):
+        if owners is not None and key is not None:
             owners[key] = finess
     if finess.isdisjoint(caller.feeds):
         owners = ", ".join(sorted(finess)) or "?"

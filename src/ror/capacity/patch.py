@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from ror.capacity.model import CAPACITY_URL, CODED, Indicator, parse_indicator
@@ -78,26 +79,35 @@ def _split_and(text: str) -> list[str]:
 
 def parse_path(path: str) -> Selector | None:
     """None for the bare `Location` path; a Selector otherwise. InvalidRequest on anything else."""
-    p = path.strip()
+    parsed = _parse_path(path.strip())
+    if parsed is None:
+        return None
+    criteria, sub, whole_list = parsed
+    return Selector(dict(criteria), sub, whole_list)
+
+
+@lru_cache(maxsize=4096)
+def _parse_path(p: str) -> tuple[tuple[tuple[str, str], ...], str | None, bool] | None:
+    """Parsed once per distinct path (a feeder sends the same few paths for each of its units)."""
     if p == "Location":
         return None
     m = _WHERE_SUB.match(p) or _WHERE.match(p)
     if not m:
-        raise InvalidRequest(f"unsupported patch path {path!r}", expression="Parameters.parameter.part.path")
-    sel = Selector(sub=m["sub"] or None)
+        raise InvalidRequest(f"unsupported patch path {p!r}", expression="Parameters.parameter.part.path")
     conds = _split_and(m["cond"])
     url = _URL.match(conds[0])
     if not url or url["url"] != CAPACITY_URL:
         raise InvalidRequest(f"the path must select url='{CAPACITY_URL}'", expression="Parameters.parameter.part.path")
+    criteria: dict[str, str] = {}
     for cond in conds[1:]:
         sm = _SUB.match(cond)
         if not sm or sm["url"] not in CODED:
             raise InvalidRequest(
                 f"unsupported condition {cond!r} in the patch path", expression="Parameters.parameter.part.path"
             )
-        sel.criteria[sm["url"]] = sm["code"]
-    sel.whole_list = not sel.criteria and sel.sub is None
-    return sel
+        criteria[sm["url"]] = sm["code"]
+    sub = m["sub"] or None
+    return tuple(criteria.items()), sub, not criteria and sub is None
 
 
 def _extensions_from_value(part: dict[str, Any]) -> list[Any]:

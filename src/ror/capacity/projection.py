@@ -6,22 +6,21 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, delete, insert
+from sqlalchemy import Connection, and_, bindparam, delete, insert, update
 
 from ror.capacity import stream
 from ror.capacity.model import KEY_FIELDS, Indicator, indicators_of
 from ror.db.tables import capacity, capacity_event
 from ror.errors import RorError
 from ror.search.extract import departement_of_commune
-from ror.store.meta import commune_code
+from ror.store.meta import commune_code, region_tag
 from ror.store.store import ResourceStore, WriteEvent
 
 
-def _indicators(content: str | None) -> dict[tuple[str, ...], Indicator]:
+def _indicators(res: dict[str, Any] | None) -> dict[tuple[str, ...], Indicator]:
     """Indicators by key; stored data that no longer parses (old codes…) is skipped, never fatal."""
-    if not content:
+    if not res:
         return {}
-    res = orjson.loads(content)
     try:
         return {i.key: i for i in indicators_of(res)}
     except RorError:
@@ -39,21 +38,69 @@ def _key_columns(key: tuple[str, ...]) -> dict[str, str]:
     return dict(zip(KEY_FIELDS, key, strict=True))
 
 
+_BY_KEY = and_(capacity.c.location_pk == bindparam("b_pk"), *[capacity.c[f] == bindparam(f"b_{f}") for f in KEY_FIELDS])
+_UPDATE_ROW = (
+    update(capacity)
+    .where(_BY_KEY)
+    .values(
+        nb=bindparam("b_nb"),
+        source_type=bindparam("b_source"),
+        updated_at=bindparam("b_updated"),
+        received_at=bindparam("b_received"),
+        version_id=bindparam("b_version"),
+    )
+)
+_DELETE_ROW = delete(capacity).where(_BY_KEY)
+
+
+def _key_params(pk: int, key: tuple[str, ...]) -> dict[str, Any]:
+    return {"b_pk": pk, **{f"b_{f}": v for f, v in zip(KEY_FIELDS, key, strict=True)}}
+
+
 def project(conn: Connection, events: list[WriteEvent]) -> None:
+    """Rows follow the indicators of the new versions, by key: an indicator whose count, source or update date
+    changed is updated in place (its `received_at` / `version_id` say when it last changed), a new one inserted,
+    a removed one deleted; unchanged rows are not touched (a feeder's PATCH changes one indicator of a dozen). A
+    creation, a deletion or a change of commune / région rewrites the Location's rows. One event per changed
+    indicator goes to `capacity_event` and to the live stream."""
     rows: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    removed: list[dict[str, Any]] = []
+    rewritten: list[int] = []
     history: list[dict[str, Any]] = []
-    pks = [e.pk for e in events]
-    for start in range(0, len(pks), 900):
-        conn.execute(delete(capacity).where(capacity.c.location_pk.in_(pks[start : start + 900])))
     regions: dict[int, str | None] = {}
     deps: dict[int, str | None] = {}
     for e in events:
-        before = _indicators(e.previous)
-        after = _indicators(e.current)
-        commune = commune_code(orjson.loads(e.current)) if e.current else None
+        prev_res = orjson.loads(e.previous) if e.previous else None
+        cur_res = orjson.loads(e.current) if e.current else None
+        before = _indicators(prev_res)
+        after = _indicators(cur_res)
+        commune = commune_code(cur_res) if cur_res else None
         dep = departement_of_commune(commune) if commune else None
         regions[e.pk], deps[e.pk] = e.region, dep
+        in_place = (
+            prev_res is not None
+            and cur_res is not None
+            and commune_code(prev_res) == commune
+            and region_tag(prev_res) == e.region
+        )
+        if not in_place:
+            rewritten.append(e.pk)
         for key, ind in after.items():
+            old = before.get(key)
+            if in_place and old is not None:
+                if (old.nb, old.source_type, old.updated_at) != (ind.nb, ind.source_type, ind.updated_at):
+                    updates.append(
+                        {
+                            **_key_params(e.pk, key),
+                            "b_nb": ind.nb,
+                            "b_source": ind.source_type,
+                            "b_updated": ind.updated_at,
+                            "b_received": e.at,
+                            "b_version": e.version_id,
+                        }
+                    )
+                continue
             rows.append(
                 {
                     "location_pk": e.pk,
@@ -68,6 +115,8 @@ def project(conn: Connection, events: list[WriteEvent]) -> None:
                     "departement": dep,
                 }
             )
+        if in_place:
+            removed.extend(_key_params(e.pk, key) for key in before.keys() - after.keys())
         for key in sorted(before.keys() | after.keys()):
             old, new = before.get(key), after.get(key)
             if old is not None and new is not None and old.nb == new.nb and old.update_date == new.update_date:
@@ -88,6 +137,12 @@ def project(conn: Connection, events: list[WriteEvent]) -> None:
                     "actor": e.author,
                 }
             )
+    for start in range(0, len(rewritten), 900):
+        conn.execute(delete(capacity).where(capacity.c.location_pk.in_(rewritten[start : start + 900])))
+    if removed:
+        conn.execute(_DELETE_ROW, removed)
+    if updates:
+        conn.execute(_UPDATE_ROW, updates)
     if rows:
         conn.execute(insert(capacity), rows)
     if history:

@@ -582,12 +582,14 @@ class ResourceStore:
         author: str | None = None,
         conn: Connection | None = None,
         method: str = "PATCH",
+        prepare: Callable[[Connection, list[Stored]], None] | None = None,
     ) -> list[Stored | RorError]:
         """`modify` for many (id, change) pairs in one transaction, written together (one statement per table
         instead of one per resource): the bulk capacity feed. A change that raises a RorError (or an unknown or
         deleted id) is reported at its position and writes nothing; the others are not affected. Rows are
         locked in id order, so concurrent batches cannot deadlock. Several changes of one resource apply in
-        order, each making its own version (written in successive rounds)."""
+        order, each making its own version (written in successive rounds). `prepare` sees the current versions
+        first, once (to read in one query what the changes will need)."""
         out: list[Stored | RorError | None] = [None] * len(changes)
         with self._tx(conn) as c:
             ids = sorted({rid for rid, _ in changes})
@@ -596,6 +598,15 @@ class ResourceStore:
             for start in range(0, len(ids), 900):
                 for row in c.execute(q, {"t": res_type, "ids": ids[start : start + 900]}):
                     rows[row.res_id] = _Row.of(row)
+            if prepare is not None:
+                prepare(
+                    c,
+                    [
+                        Stored(res_type, rid, r.version_id, r.last_updated, False, r.content, method)
+                        for rid, r in rows.items()
+                        if not r.deleted
+                    ],
+                )
             rounds: list[list[int]] = []
             seen: dict[str, int] = {}
             for i, (rid, _) in enumerate(changes):

@@ -58,6 +58,9 @@ class _Snapshot:
     member_index: dict[str, dict[tuple[str, str], Concept]] = field(default_factory=dict)
     system_refs: dict[str, str] = field(default_factory=dict)
     value_set_refs: dict[str, str] = field(default_factory=dict)
+    # successful validations (value set, system, code, allow_deprecated) -> member: the capacity feed validates
+    # the same few codes thousands of times; a reload replaces the snapshot, and this cache with it
+    validated: dict[tuple[str, str | None, str, bool], Concept] = field(default_factory=dict)
 
 
 def reference_keys(name: str, oid: str | None) -> set[str]:
@@ -196,6 +199,18 @@ class Terminology:
         """The member `code` of `value_set` (label as the value set gives it). `system` may be omitted when the code
         is unambiguous in the value set. Codes outside the value set, and deprecated codes unless
         `allow_deprecated`, raise `UnknownCode`."""
+        validated = self._data().validated
+        key = (value_set, system, code, allow_deprecated)
+        hit = validated.get(key)
+        if hit is not None:
+            return hit
+        member = self._validate(value_set, system, code, allow_deprecated)
+        if len(validated) > 50_000:
+            validated.clear()  # bounded (codes given by clients)
+        validated[key] = member
+        return member
+
+    def _validate(self, value_set: str, system: str | None, code: str, allow_deprecated: bool) -> Concept:
         vs_url = self.resolve_value_set(value_set)
         sys_url = self.resolve_system(system) if system else None
         member = self._member(vs_url, sys_url, code)
