@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, DateTime, Engine, bindparam, func, insert, select, text, update
+from sqlalchemy import Connection, Engine, bindparam, func, insert, select, text, update
 
 from ror.db.engine import is_sqlite
 from ror.db.tables import (
@@ -36,6 +36,7 @@ from ror.search.extract import Affected, IndexRows, affected, extract
 from ror.search.normalise import fhir_instant, utcnow
 from ror.search.registry import Registry, default_registry
 from ror.store.meta import commune_code, content_hash, creation_date, dumps, finalise, region_tag
+from ror.store.rawsql import Batch
 
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 # A version row's content is NULL while it is the current version: the content is then resource.content.
@@ -62,18 +63,6 @@ _CURRENT_MANY = (
     .order_by(resource.c.res_id)
 )
 _EXISTS = select(resource.c.pk).where(*_BY_KEY, resource.c.deleted.is_(False))
-_UPDATE_CURRENT = (
-    update(resource)
-    .where(resource.c.pk == bindparam("b_pk"))
-    .values(
-        version_id=bindparam("b_vid"),
-        last_updated=bindparam("b_lu"),
-        deleted=False,
-        region=bindparam("b_region"),
-        content_hash=bindparam("b_hash"),
-        content=bindparam("b_content"),
-    )
-)
 _KEEP_VERSION_CONTENT = (
     update(resource_version)
     .where(
@@ -395,8 +384,10 @@ class ResourceStore:
                     "meta": {"versionId": str(vid), "lastUpdated": fhir_instant(now)},
                 }
             )
+            batch = Batch(c)
             for table in _INDEX_COLS:
-                self._delete_rows(c, table.name, [cur.pk], ())
+                _delete_rows(batch, table.name, [cur.pk], ())
+            batch.run()
             self._supersede(c, [(cur.pk, cur.version_id, cur.content)])
             c.execute(
                 update(resource).where(resource.c.pk == cur.pk).values(version_id=vid, last_updated=now, deleted=True)
@@ -743,39 +734,35 @@ class ResourceStore:
         if new:
             for p, pk in zip(new, self._next_pks(c, len(new)), strict=True):
                 p.pk = pk
-            _bulk_insert(
-                c,
-                resource,
-                _RESOURCE_COLS,
-                [
-                    (p.pk, p.res_type, p.res_id, p.version_id, p.created, p.created, False, p.region, p.hash, p.content)
-                    for p in new
-                ],
-            )
+        batch = Batch(c)
+        batch.insert(
+            resource,
+            _RESOURCE_COLS,
+            [
+                (p.pk, p.res_type, p.res_id, p.version_id, p.created, p.created, False, p.region, p.hash, p.content)
+                for p in new
+            ],
+        )
         if old:
-            self._clear_indexes(c, old)
-            self._supersede(c, [(p.pk, p.version_id - 1, p.previous) for p in old if p.previous is not None])
-            c.execute(
-                _UPDATE_CURRENT,
-                [
-                    {
-                        "b_pk": p.pk,
-                        "b_vid": p.version_id,
-                        "b_lu": p.created,
-                        "b_region": p.region,
-                        "b_hash": p.hash,
-                        "b_content": p.content,
-                    }
-                    for p in old
-                ],
+            self._clear_indexes(batch, old)
+            m = batch.mark
+            batch.executemany(
+                f"UPDATE resource_version SET content = {m} WHERE resource_pk = {m} AND version_id = {m}"
+                " AND content IS NULL",
+                [(p.previous, p.pk, p.version_id - 1) for p in old if p.previous],
             )
-        _bulk_insert(
-            c,
+            batch.executemany(
+                f"UPDATE resource SET version_id = {m}, last_updated = {m}, deleted = {m}, region = {m},"
+                f" content_hash = {m}, content = {m} WHERE pk = {m}",
+                [(p.version_id, p.created, False, p.region, p.hash, p.content, p.pk) for p in old],
+            )
+        batch.insert(
             resource_version,
             _VERSION_COLS,
             [(p.pk, p.version_id, p.created, False, method, author, None) for p in pending],
         )
-        self._insert_indexes(c, pending)
+        self._insert_indexes(batch, pending)
+        batch.run()
         if any(p.res_type in self.observers for p in pending):
             self._notify(
                 c,
@@ -808,7 +795,7 @@ class ResourceStore:
         if rows:
             c.execute(_KEEP_VERSION_CONTENT, rows)
 
-    def _insert_indexes(self, c: Connection, pending: Iterable[_Pending]) -> None:
+    def _insert_indexes(self, batch: Batch, pending: Iterable[_Pending]) -> None:
         buckets: dict[Any, list[tuple[Any, ...]]] = {table: [] for table in _INDEX_COLS}
         for p in pending:
             pk = p.pk
@@ -824,9 +811,9 @@ class ResourceStore:
                 if rows:
                     buckets[table].extend([(pk, *row) for row in rows])
         for table, rows in buckets.items():
-            _bulk_insert(c, table, _INDEX_COLS[table], rows)
+            batch.insert(table, _INDEX_COLS[table], rows)
 
-    def _clear_indexes(self, c: Connection, pending: list[_Pending]) -> None:
+    def _clear_indexes(self, batch: Batch, pending: list[_Pending]) -> None:
         """Delete the index rows that the new versions replace: all of them, or only the rows of the parameters
         `affected` by the change. Pending versions with the same affected set share one statement per table and
         chunk of 900 (plain driver SQL: the SQLAlchemy-built DELETE … IN cost ~1 ms per table)."""
@@ -837,27 +824,15 @@ class ResourceStore:
         for aff, pks in groups.items():
             for table in _INDEX_COLS:
                 if aff is None:
-                    self._delete_rows(c, table.name, pks, ())
+                    _delete_rows(batch, table.name, pks, ())
                 elif table is idx_geo:
                     if aff.geo:
-                        self._delete_rows(c, table.name, pks, ())
+                        _delete_rows(batch, table.name, pks, ())
                 elif aff.params.get(_FIELD_OF_TABLE[table]):
-                    self._delete_rows(c, table.name, pks, aff.params[_FIELD_OF_TABLE[table]])
-
-    def _delete_rows(self, c: Connection, table: str, pks: list[int], params: tuple[str, ...]) -> None:
-        mark = "?" if self._sqlite else "%s"
-        where_param = ""
-        if len(params) == 1:
-            where_param = f" AND param = {mark}"
-        elif params:
-            where_param = f" AND param IN ({', '.join([mark] * len(params))})"
-        for start in range(0, len(pks), 900):
-            chunk = tuple(pks[start : start + 900])
-            where = f"resource_pk = {mark}" if len(chunk) == 1 else f"resource_pk IN ({', '.join([mark] * len(chunk))})"
-            c.exec_driver_sql(f"DELETE FROM {table} WHERE {where}{where_param}", chunk + params)
+                    _delete_rows(batch, table.name, pks, aff.params[_FIELD_OF_TABLE[table]])
 
     def reindex(
-        self, res_type: str | None = None, *, batch: int = 500, progress: Callable[[int], None] | None = None
+        self, res_type: str | None = None, *, size: int = 500, progress: Callable[[int], None] | None = None
     ) -> int:
         """Rebuild every index row of the live resources (of one type): after a change of the SearchParameter
         definitions, since an update rewrites only the rows of the elements it changes. Returns the count."""
@@ -868,7 +843,7 @@ class ResourceStore:
                 q = select(resource.c.pk, resource.c.content).where(resource.c.deleted.is_(False), resource.c.pk > last)
                 if res_type is not None:
                     q = q.where(resource.c.res_type == res_type)
-                rows = c.execute(q.order_by(resource.c.pk).limit(batch)).all()
+                rows = c.execute(q.order_by(resource.c.pk).limit(size)).all()
                 if not rows:
                     return done
                 pending = []
@@ -877,41 +852,27 @@ class ResourceStore:
                     p = _Pending(r.pk, res["resourceType"], res["id"], 0, utcnow(), None, "", r.content, False)
                     p.rows = extract(self.registry, res)
                     pending.append(p)
-                self._clear_indexes(c, pending)
-                self._insert_indexes(c, pending)
+                batch = Batch(c)
+                self._clear_indexes(batch, pending)
+                self._insert_indexes(batch, pending)
+                batch.run()
             last = rows[-1].pk
             done += len(rows)
             if progress is not None:
                 progress(len(rows))
 
 
-def _sqlite_datetime(v: Any) -> Any:
-    """SQLAlchemy's SQLite DateTime storage format (always with microseconds), so that raw rows compare equal."""
-    return v.strftime("%Y-%m-%d %H:%M:%S.%f") if isinstance(v, datetime) else v
-
-
-def _datetime_positions(table: Any, cols: Sequence[str]) -> tuple[int, ...]:
-    return tuple(i for i, name in enumerate(cols) if isinstance(table.c[name].type, DateTime))
-
-
-def _bulk_insert(c: Connection, table: Any, cols: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
-    """Insert many rows without SQLAlchemy's per-row parameter processing (~4 µs a row, ~15 s for the 3.5 M index
-    rows of a national FINESS import): COPY on PostgreSQL (psycopg's executemany sends one INSERT per row),
-    a DBAPI executemany of tuples on SQLite, on the caller's connection and transaction."""
-    if not rows:
-        return
-    names = ", ".join(cols)
-    if c.dialect.name == "postgresql":
-        cursor = c.connection.driver_connection.cursor()
-        with cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
-        return
-    positions = _datetime_positions(table, cols)
-    if positions:
-        rows = [tuple(_sqlite_datetime(v) if i in positions else v for i, v in enumerate(r)) for r in rows]
-    sql = f"INSERT INTO {table.name} ({names}) VALUES ({', '.join('?' * len(cols))})"
-    c.exec_driver_sql(sql, rows)
+def _delete_rows(batch: Batch, table: str, pks: list[int], params: tuple[str, ...]) -> None:
+    """DELETE the index rows of these resources (of these parameters only, when given)."""
+    where_param = ""
+    if len(params) == 1:
+        where_param = f" AND param = {batch.mark}"
+    elif params:
+        where_param = f" AND param IN ({batch.marks(len(params))})"
+    for start in range(0, len(pks), 900):
+        chunk = tuple(pks[start : start + 900])
+        where = f"resource_pk = {batch.mark}" if len(chunk) == 1 else f"resource_pk IN ({batch.marks(len(chunk))})"
+        batch.execute(f"DELETE FROM {table} WHERE {where}{where_param}", chunk + params)
 
 
 def _resource_type(res: Any) -> str:

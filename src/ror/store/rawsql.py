@@ -1,0 +1,105 @@
+"""Driver-level statements of one write, without SQLAlchemy's per-row parameter processing.
+
+A write of the store is a handful of small statements (index rows deleted and inserted, the current row and the
+version rows). On PostgreSQL each statement was one or two network round trips (COPY takes two), and under load
+every round trip waits for a CPU: `Batch` sends them all in one psycopg pipeline — one round trip — unless some
+insert is large (an import), in which case they run in order with COPY for the large ones. On SQLite (no network)
+they run one by one through the DBAPI."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, DateTime, Table
+from sqlalchemy.exc import DBAPIError
+
+COPY_MIN_ROWS = 200  # below this, an INSERT in the pipeline beats COPY (two round trips of its own)
+Row = tuple[Any, ...]
+
+
+def sqlite_datetime(v: Any) -> Any:
+    """SQLAlchemy's SQLite DateTime storage format (always with microseconds), so that raw rows compare equal."""
+    return v.strftime("%Y-%m-%d %H:%M:%S.%f") if isinstance(v, datetime) else v
+
+
+def _datetime_positions(table: Table, cols: Sequence[str]) -> tuple[int, ...]:
+    return tuple(i for i, name in enumerate(cols) if isinstance(table.c[name].type, DateTime))
+
+
+class Batch:
+    """Statements run in the order given, on the caller's connection and transaction (`run`)."""
+
+    def __init__(self, c: Connection) -> None:
+        self.c = c
+        self.pg = c.dialect.name == "postgresql"
+        self.mark = "%s" if self.pg else "?"
+        self._ops: list[tuple[str, list[Row], bool]] = []  # (sql, rows, executemany)
+        self._copies: dict[int, tuple[Table, Sequence[str], list[Row]]] = {}  # op position -> COPY
+
+    def marks(self, n: int) -> str:
+        return ", ".join([self.mark] * n)
+
+    def execute(self, sql: str, params: Row) -> None:
+        self._ops.append((sql, [params], False))
+
+    def executemany(self, sql: str, rows: list[Row]) -> None:
+        if rows:
+            self._ops.append((sql, rows, True))
+
+    def insert(self, table: Table, cols: Sequence[str], rows: list[Row]) -> None:
+        if not rows:
+            return
+        if self.pg and len(rows) >= COPY_MIN_ROWS:
+            self._copies[len(self._ops)] = (table, cols, rows)
+            self._ops.append(("", [], True))
+            return
+        if not self.pg:
+            positions = _datetime_positions(table, cols)
+            if positions:
+                rows = [tuple(sqlite_datetime(v) if i in positions else v for i, v in enumerate(r)) for r in rows]
+        self.executemany(f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({self.marks(len(cols))})", rows)
+
+    def run(self) -> None:
+        ops, self._ops = self._ops, []
+        copies, self._copies = self._copies, {}
+        if not ops:
+            return
+        if not self.pg:
+            for sql, rows, many in ops:
+                params = [tuple(sqlite_datetime(v) for v in r) for r in rows]
+                self.c.exec_driver_sql(sql, params if many else params[0])
+            return
+        raw = self.c.connection.driver_connection
+        sql = ""
+        try:
+            cursor = raw.cursor()
+            if copies:  # an import: in order, large inserts by COPY
+                for i, (sql, rows, many) in enumerate(ops):
+                    if i in copies:
+                        table, cols, copy_rows = copies[i]
+                        sql = f"COPY {table.name} ({', '.join(cols)}) FROM STDIN"
+                        with cursor.copy(sql) as copy:
+                            for row in copy_rows:
+                                copy.write_row(row)
+                    elif many:
+                        cursor.executemany(sql, rows)
+                    else:
+                        cursor.execute(sql, rows[0])
+                return
+            with raw.pipeline():
+                for sql, rows, many in ops:
+                    if many:
+                        cursor.executemany(sql, rows)
+                    else:
+                        cursor.execute(sql, rows[0])
+        except self.c.dialect.loaded_dbapi.Error as exc:  # as SQLAlchemy would raise it (503 mapping, retries)
+            raise DBAPIError.instance(
+                sql,
+                None,
+                exc,
+                self.c.dialect.loaded_dbapi.Error,
+                connection_invalidated=bool(getattr(raw, "broken", False)),
+                dialect=self.c.dialect,
+            ) from exc
