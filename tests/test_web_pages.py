@@ -4,23 +4,30 @@ projection and the events in one request."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import Engine, delete, func, select, update
 
+from ror.access.people import ROLES as ROLES_INFO
 from ror.access.people import PersonRegistry
-from ror.db.tables import audit_event, capacity, capacity_event, person, web_session
+from ror.access.policy import Profile
+from ror.db.tables import audit_event, capacity, capacity_event, person, resource, web_session
 from ror.directory import ids
 from ror.directory.demo import load_demo
 from ror.directory.scope import Scope
 from ror.geo.loader import load_geography
+from ror.search.normalise import utcnow
 from ror.server import create_app
 from ror.services import Services
 from ror.terminology.loader import load_nos
+from ror.web.dashboard import CATEGORY_OF, critical_units
 from tests.conftest import truncate_store
 
 FINESS = "220000012"  # CH Yves Le Foll, Saint-Brieuc: 11 units in the seed
@@ -211,6 +218,134 @@ def test_dashboard_map_table_csv(app_client: TestClient, services: Services) -> 
     assert dep.status_code == 200 and "CENTRE HOSPITALIER YVES LE FOLL" in dep.text
     assert f'href="/etablissements/{FINESS}/disponibilites"' in dep.text  # the regional admin may enter
     assert app_client.get("/tableau-de-bord/departements/22/export.csv").text.count("\n") >= 3
+
+
+def _critical_by_hand(engine: Engine) -> dict[str, tuple]:
+    """Per critical-care Location, computed the plain way (every offer's JSON read, capacity rows summed in
+    Python): (category, département, installed, available, occupied, by category, newest availability, région)."""
+    code_of: dict[str, str] = {}
+    with engine.connect() as c:
+        offers = c.execute(
+            select(resource.c.content).where(resource.c.res_type == "HealthcareService", resource.c.deleted.is_(False))
+        ).scalars()
+        for content in offers:
+            hs = json.loads(content)
+            codes = [
+                cd["code"]
+                for cc in hs.get("specialty") or []
+                for cd in cc.get("coding") or []
+                if cd.get("system") == ids.TRE_R211 and cd.get("code") in CATEGORY_OF
+            ]
+            for ref in hs.get("location") or []:
+                loc_id = ref["reference"].split("/")[-1]
+                for code in codes:
+                    code_of[loc_id] = min(code, code_of.get(loc_id, code))
+        rows = c.execute(
+            select(capacity).where(
+                capacity.c.temporality == "01",
+                capacity.c.temporary_assignment.in_(("", "01")),
+                capacity.c.status.in_(("01", "02", "03")),
+            )
+        ).all()
+    sums: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        if r.location_id not in code_of:
+            continue
+        cat = CATEGORY_OF[code_of[r.location_id]]
+        u = sums.setdefault(
+            r.location_id, {"cat": cat, "dep": r.departement, "reg": r.region, "01": 0, "02": 0, "03": 0}
+        )
+        u.setdefault("at", None)
+        u[r.status] += r.nb
+        if r.status == "02":
+            u["at"] = r.updated_at if u["at"] is None else max(u["at"], r.updated_at)
+    return {
+        k: (u["cat"], u["dep"], u["01"], u["02"], u["03"], {u["cat"]: u["02"]} if u["at"] else {}, u["at"], u["reg"])
+        for k, u in sums.items()
+    }
+
+
+def test_dashboard_figures_are_the_projection_summed_by_hand(app_client: TestClient, services: Services) -> None:
+    """The aggregate SQL of the dashboard against a plain computation, France / région / département; then a
+    change saved through the entry form is on the next dashboard response (no cache between them)."""
+    expected = _critical_by_hand(services.engine)
+    assert expected, "the seed has critical-care units"
+    with services.engine.connect() as c:
+        for scope in ({}, {"region": "53"}, {"departement": "22"}, {"region": "11"}):
+            got = {
+                u.location_id: (
+                    u.category,
+                    u.departement,
+                    u.totals.installed,
+                    u.totals.available,
+                    u.totals.occupied,
+                    u.totals.by_category,
+                    u.totals.updated_at,
+                )
+                for u in critical_units(c, **scope)
+            }
+            want = {
+                k: v[:7]
+                for k, v in expected.items()
+                if scope.get("region", v[7]) == v[7] and scope.get("departement", v[1]) == v[1]
+            }
+            assert want or scope.get("region") == "11", scope
+            assert got == want, scope
+    login(app_client, "admin@test.fr")
+    total = sum(v[3] for v in expected.values())
+    assert f'<strong id="total-disponibles">{total}</strong>' in app_client.get("/tableau-de-bord/direct").text
+    csrf, fields = _entry_form(app_client)
+    key = next(k for k in fields if k.startswith(f"a-loc-{FINESS}-rea-adu-"))
+    data = {**fields, key: str(int(fields[key]) + 3), "csrf": csrf, "action": "save"}
+    assert (
+        app_client.post(f"/etablissements/{FINESS}/disponibilites", data=data, follow_redirects=False).status_code
+        == 303
+    )
+    assert f'<strong id="total-disponibles">{total + 3}</strong>' in app_client.get("/tableau-de-bord/direct").text
+    assert f'<strong id="total-disponibles">{total + 3}</strong>' in app_client.get("/tableau-de-bord").text
+
+
+def test_dashboard_roles_see_everything() -> None:
+    """The dashboard reads unit and establishment names without access filtering (`dashboard.read_contents`):
+    right only while every role that may see the dashboard has access profile 1."""
+    assert all(role.profile == Profile.ALL for role in ROLES_INFO.values() if role.dashboard)
+
+
+def test_stale_list_names_units_and_establishments(app_client: TestClient, services: Services) -> None:
+    loc = f"loc-{FINESS}-rea-adu"
+    old = utcnow() - timedelta(days=3)
+    with services.engine.begin() as c:
+        saved = c.execute(
+            select(capacity.c.location_pk, capacity.c.status, capacity.c.gender, capacity.c.updated_at).where(
+                capacity.c.location_id == loc, capacity.c.status == "02", capacity.c.temporality == "01"
+            )
+        ).all()
+        c.execute(
+            update(capacity)
+            .where(capacity.c.location_id == loc, capacity.c.status == "02", capacity.c.temporality == "01")
+            .values(updated_at=old)
+        )
+    try:
+        login(app_client, "samu@test.fr")
+        page = app_client.get("/tableau-de-bord").text
+        stale = page.split('id="table-perimees"', 1)[1].split("</table>", 1)[0]
+        row = next(r for r in stale.split("<tr>") if f'href="/unites/{loc}"' in r)
+        assert "CENTRE HOSPITALIER YVES LE FOLL" in row and "<td>22</td>" in row
+        dep = app_client.get("/tableau-de-bord/departements/22").text
+        assert f'href="/unites/{loc}"' in dep.split('id="table-perimees"', 1)[1]
+    finally:
+        with services.engine.begin() as c:
+            for pk, status, gender, at in saved:
+                c.execute(
+                    update(capacity)
+                    .where(
+                        capacity.c.location_pk == pk,
+                        capacity.c.status == status,
+                        capacity.c.gender == gender,
+                        capacity.c.temporality == "01",
+                    )
+                    .values(updated_at=at)
+                )
 
 
 def _entry_form(client: TestClient) -> tuple[str, dict[str, str]]:
