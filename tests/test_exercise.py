@@ -29,7 +29,7 @@ from ror.directory.finess import import_finess
 from ror.directory.scope import Scope
 from ror.errors import InvalidRequest
 from ror.exercise.database import check_url, prepare
-from ror.exercise.plan import IcuUnit, ReplayPlan, apportion, build_plan, round_half_up
+from ror.exercise.plan import IcuUnit, ReplayPlan, apportion, apportion_shares, build_plan, round_half_up
 from ror.exercise.runner import (
     AUTHOR,
     DONE,
@@ -37,6 +37,7 @@ from ror.exercise.runner import (
     STOPPED,
     ExerciseRunner,
     StepProgress,
+    crisis_scope,
     latest_run,
     parse_speed,
     request_stop,
@@ -100,7 +101,8 @@ def test_plan_reproduces_the_national_peak_of_2020_04_08(national_plan: ReplayPl
     assert plan.scale == pytest.approx(0.95 * plan.installed / PEAK_REA)
     at_peak = plan.times.index(datetime(2020, 4, 8))
     assert abs(plan.total(at_peak) - round_half_up(PEAK_REA * plan.scale)) <= len(plan.departements)
-    assert plan.times[plan.peak_step()].date() == PEAK_DAY
+    assert plan.total(at_peak) == round_half_up(PEAK_REA * plan.scale)  # rounded once for the nation
+    assert plan.times[plan.peak_step()] == datetime(2020, 4, 8)
     # the peak fills the stated fraction of installed beds (within per-département rounding)
     assert abs(plan.total(at_peak) - 0.95 * plan.installed) <= len(plan.departements)
 
@@ -108,9 +110,9 @@ def test_plan_reproduces_the_national_peak_of_2020_04_08(national_plan: ReplayPl
 def test_plan_follows_each_departement_curve(national_plan: ReplayPlan, curves: Curves) -> None:
     plan = national_plan
     day = plan.times.index(datetime(2020, 4, 1))
-    for d in plan.departements:  # on day boundaries a département's target is its scaled census
+    for d in plan.departements:  # on day boundaries a département's target is its scaled census, rounded
         census = curves.by_departement[d][curves.days.index(date(2020, 4, 1))]
-        assert plan.departement_total(day, d) == round_half_up(plan.scale * census)
+        assert abs(plan.departement_total(day, d) - plan.scale * census) < 1
 
     def peak_time(dep: str) -> datetime:
         values = [plan.departement_total(i, dep) for i in range(plan.steps)]
@@ -146,7 +148,20 @@ def test_plan_interpolates_between_days(curves: Curves, national_units: list[Icu
     plan = build_plan(curves, national_units, scenario=SCENARIO, start=date(2020, 4, 7), until=date(2020, 4, 8))
     assert plan.steps == 25 and plan.times[12] == datetime(2020, 4, 7, 12)
     a, b = (curves.by_departement["75"][curves.days.index(d)] for d in (date(2020, 4, 7), PEAK_DAY))
-    assert plan.departement_total(12, "75") == round_half_up(plan.scale * (a + b) / 2)
+    assert abs(plan.departement_total(12, "75") - plan.scale * (a + b) / 2) < 1
+    a, b = (curves.total()[curves.days.index(d)] for d in (date(2020, 4, 7), PEAK_DAY))
+    assert plan.total(12) == round_half_up(plan.scale * (a + b) / 2)
+
+
+@pytest.mark.parametrize("scope", ["region:44", "region:53", "region:11", "departement:68"])
+def test_the_peak_of_any_perimeter_is_its_census_peak(
+    curves: Curves, reference_dir: Path, scenario: Scenario, scope: str
+) -> None:
+    units = units_from_sae(reference_dir, Scope.parse(scope), scenario.activity)
+    plan = build_plan(curves, units, scenario=SCENARIO, scale=0.7)
+    deps = set(plan.departements)
+    assert plan.times[plan.peak_step()] == datetime.combine(curves.peak(deps)[0], datetime.min.time())
+    assert plan.total(plan.peak_step()) == round_half_up(0.7 * curves.peak(deps)[1])
 
 
 def test_plan_is_a_pure_function(curves: Curves, national_units: list[IcuUnit], national_plan: ReplayPlan) -> None:
@@ -172,6 +187,8 @@ def test_national_scale_of_a_regional_exercise(
 
 
 def test_apportion_is_exact_and_proportional() -> None:
+    assert apportion_shares(4, [1.4, 1.4, 1.2]) == [2, 1, 1]  # round(4.0) = 4: the largest remainder rounded up
+    assert apportion_shares(3, [0.5, 0.5, 2.0]) == [1, 0, 2]
     assert apportion(10, [65, 10]) == [9, 1]
     assert apportion(7, [1, 1, 1]) == [3, 2, 2]  # ties: the first listed
     assert sum(apportion(4961, [3, 17, 40, 1])) == 4961
@@ -236,6 +253,13 @@ def _current(engine: Engine, location_id: str) -> dict[tuple[str, str, str, str]
             .where(capacity.c.location_id == location_id, capacity.c.temporality == "01")
         ).all()
     return {(r[0], r[1], r[2], r[3]): r[4] for r in rows}
+
+
+def test_a_national_exercise_declares_the_crisis_for_every_region(services: Services, curves: Curves) -> None:
+    plan = build_plan(curves, [IcuUnit("loc-x", "35", 10)], scenario=SCENARIO, scale=1.0)
+    kind, codes = crisis_scope(services.engine, Scope("national"), plan)
+    assert kind == "region" and {"53", "44", "11", "01"} <= set(codes)  # 01 Guadeloupe
+    assert crisis_scope(services.engine, Scope.parse("region:53"), plan) == ("region", ["53"])
 
 
 def test_units_come_from_the_projection(services: Services, reference_dir: Path) -> None:

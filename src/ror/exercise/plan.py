@@ -10,9 +10,11 @@ Rules (docs/exercise.md):
   occupies `fraction`, default 0.95, of their installed beds);
 * steps: `steps_per_day` per simulated day from `start` 00:00 to `until` 00:00 included; a day's census holds at
   00:00 (UTC) of that day and is interpolated linearly to the next day;
-* per département d and step t: target(d, t) = round_half_up(k × census(d, t)), shared between the département's
-  units in proportion to their installed beds (largest remainders, exact integer arithmetic, ties to the unit
-  listed first), so the units of a département always sum to its target;
+* per step t the exercise's total is round_half_up(k × Σ_d census(d, t)), shared between the départements in
+  proportion to k × census(d, t) by largest remainders (so a département's target is that value rounded down or
+  up, and rounding never makes an interpolated hour exceed the peak day); a département's target is shared
+  between its units in proportion to their installed beds (largest remainders, exact integer arithmetic, ties
+  to the unit listed first), so the units always sum to their département's target;
 * per unit: available = max(0, installed − occupied); supplementary = max(0, occupied − installed) (the beds a
   crisis cell opens, status 06 with the crisis type); occupied is never capped, so the sum stays the census.
 
@@ -58,6 +60,17 @@ def round_half_up(x: float) -> int:
     return math.floor(x + 0.5)
 
 
+def apportion_shares(total: int, shares: list[float]) -> list[int]:
+    """Round `shares` (≥ 0) so that they sum to `total` = round(sum): each part is its share rounded down or up,
+    the largest fractional parts rounded up (ties to the first listed)."""
+    parts = [math.floor(x) for x in shares]
+    rest = max(0, min(len(shares), total - sum(parts)))
+    order = sorted(range(len(shares)), key=lambda i: (-(shares[i] - parts[i]), i))
+    for i in order[:rest]:
+        parts[i] += 1
+    return parts
+
+
 def apportion(total: int, weights: list[int]) -> list[int]:
     """Split `total` in proportion to `weights` (largest remainders, exact): the parts sum to `total`."""
     whole = sum(weights)
@@ -85,6 +98,7 @@ class ReplayPlan:
     departements: tuple[str, ...]  # départements with units, sorted
     unplaced: tuple[str, ...]  # départements of the census without unit
     targets: tuple[tuple[int, ...], ...]  # [step][index in departements] occupied beds
+    exact: tuple[float, ...] = field(compare=False, repr=False, default=())  # [step] k × census, unrounded
 
     @property
     def steps(self) -> int:
@@ -104,9 +118,11 @@ class ReplayPlan:
         return self.targets[step][self.departements.index(departement)]
 
     def peak_step(self) -> int:
-        """First step of the maximum of the planned total."""
+        """The step of the maximum of the planned total (equal totals: the larger unrounded census, then the
+        first)."""
         totals = [self.total(i) for i in range(self.steps)]
-        return max(range(len(totals)), key=lambda i: (totals[i], -i))
+        exact = self.exact or (0.0,) * self.steps
+        return max(range(len(totals)), key=lambda i: (totals[i], exact[i], -i))
 
     def states(self, step: int) -> dict[str, UnitState]:
         """Location id → its beds at `step`."""
@@ -165,9 +181,12 @@ def build_plan(
     times = tuple(origin + i * step for i in range((until - start).days * steps_per_day + 1))
     zero = (0,) * len(curves.days)
     series = [curves.by_departement.get(d, zero) for d in departements]
-    targets = tuple(
-        tuple(round_half_up(k * _census_at(values, curves.days[0], at)) for values in series) for at in times
-    )
+    targets: list[tuple[int, ...]] = []
+    exact: list[float] = []
+    for at in times:
+        shares = [k * _census_at(values, curves.days[0], at) for values in series]
+        targets.append(tuple(apportion_shares(round_half_up(sum(shares)), shares)))
+        exact.append(sum(shares))
     return ReplayPlan(
         scenario=scenario,
         times=times,
@@ -180,5 +199,6 @@ def build_plan(
         units=chosen,
         departements=departements,
         unplaced=tuple(sorted(set(curves.by_departement) - set(departements))),
-        targets=targets,
+        targets=tuple(targets),
+        exact=tuple(exact),
     )

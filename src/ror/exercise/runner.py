@@ -35,7 +35,7 @@ from ror.capacity.crisis import DEFAULT_CRISIS_FRESHNESS_MIN, Crisis, CrisisRegi
 from ror.capacity.model import CAPACITY_URL, Indicator, indicators_of
 from ror.capacity.patch import CAP_PATH
 from ror.capacity.service import PatchRequest
-from ror.db.tables import import_run
+from ror.db.tables import geo_region, import_run
 from ror.directory.scope import Scope
 from ror.directory.units import fhir_datetime
 from ror.errors import InvalidRequest, RorError
@@ -241,10 +241,13 @@ class RunResult:
         return self.writes / self.seconds if self.seconds else 0.0
 
 
-def crisis_scope(services: Services, scope: Scope, plan: ReplayPlan) -> tuple[str, list[str]]:
+def crisis_scope(engine: Engine, scope: Scope, plan: ReplayPlan) -> tuple[str, list[str]]:
+    """What the exercise's crisis covers: the scope's région or département; for a national exercise every région
+    (else the plan's départements when the geography is not loaded)."""
     if scope.kind in ("region", "departement") and scope.code:
         return scope.kind, [scope.code]
-    regions = [r.code for r in services.geography.regions()] if services.geography.loaded() else []
+    with engine.connect() as c:
+        regions = list(c.execute(select(geo_region.c.code).order_by(geo_region.c.code)).scalars())
     return ("region", regions) if regions else ("departement", list(plan.departements))
 
 
@@ -272,7 +275,7 @@ class ExerciseRunner:
         on_step: Callable[[StepProgress], None] | None = None,
         freshness_minutes: int = DEFAULT_CRISIS_FRESHNESS_MIN,
     ) -> RunResult:
-        kind, codes = crisis_scope(self.services, scope, plan)
+        kind, codes = crisis_scope(self.engine, scope, plan)
         reason = (
             f"{MARKER} — scénario {scenario.key} ({scenario.title}), rejeu à {speed_label(speed)}, "
             f"facteur d'échelle {plan.scale:.4f}"
