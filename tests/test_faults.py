@@ -8,11 +8,17 @@
     nothing is corrupted.
 (c) PostgreSQL connections lost (`pg_terminate_backend` on the server's backends during a burst) → clients get
     200 or 503 + Retry-After, never another 5xx, and the service recovers without a restart.
+(d) SQLite disk full → writes are a 503 OperationOutcome with Retry-After, reads still work, writes work again
+    once space is freed, `PRAGMA integrity_check` ok and no partial version. Two variants: a real full filesystem
+    (a small tmpfs mounted for the test, filled to the last byte: root only, skipped where `mount` is refused) and
+    a page quota (`PRAGMA max_page_count` on every connection of the server: the database file cannot grow, the
+    same SQLITE_FULL error path as a full disk; no privilege needed, always runs).
 
-Run on SQLite by default and on PostgreSQL with ROR_TEST_DATABASE_URL ((b) needs SQLite, (c) PostgreSQL)."""
+Run on SQLite by default and on PostgreSQL with ROR_TEST_DATABASE_URL ((b) and (d) need SQLite, (c) PostgreSQL)."""
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import signal
@@ -25,6 +31,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,6 +80,8 @@ class Server:
     url: str
     workdir: Path
     unprivileged: bool = False
+    launcher: str | None = None  # Python code run instead of `-m uvicorn` (argv: port); it must serve the app
+    extra_env: dict[str, str] = field(default_factory=dict)
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path = field(init=False)
@@ -94,9 +103,12 @@ class Server:
             "ROR_EXPORT_DIR": str(self.workdir / "exports"),
             "HOME": str(self.workdir),
             "PYTHONDONTWRITEBYTECODE": "1",
+            **self.extra_env,
         }
         cmd = [sys.executable, "-m", "uvicorn", "ror.server:create_app", "--factory", "--host", "127.0.0.1"]
         cmd += ["--port", str(self.port), "--log-level", "warning"]
+        if self.launcher is not None:
+            cmd = [sys.executable, "-c", self.launcher, str(self.port)]
         if self.unprivileged and ROOT:  # root ignores file modes: without its capabilities, it meets them
             cmd = ["setpriv", "--bounding-set=-all", "--inh-caps=-all", *cmd]
         with self.log_path.open("ab") as log:
@@ -443,3 +455,156 @@ def test_postgres_connections_terminated_under_load_give_503_then_recover(
     burst.acked.append((LOCS[1], version_of(fresh), 11))
     print(f"writes {dict(burst.statuses)}, reads {dict(reads)}, backends terminated {terminated}")
     audit(engine, burst.acked)
+
+
+# ---------------------------------------------------------------------------------------------- (d) disk full
+
+# The server with a page quota: every connection it checks out gets `PRAGMA max_page_count` from the quota file
+# ("full": the current size of the database, which then cannot grow; anything else: no limit).
+QUOTA_SERVER = """
+import os
+import sys
+from pathlib import Path
+
+import uvicorn
+from sqlalchemy import event
+from sqlalchemy.pool import Pool
+
+QUOTA = Path(os.environ["ROR_TEST_PAGE_QUOTA"])
+
+
+@event.listens_for(Pool, "checkout")
+def _quota(dbapi_connection, _record, _proxy):
+    full = QUOTA.read_text().strip() == "full"
+    dbapi_connection.execute(f"PRAGMA max_page_count = {1 if full else 1073741823}")
+
+
+uvicorn.run("ror.server:create_app", factory=True, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+"""
+NOTE_BYTES = 256 * 1024  # a note this long needs new pages (or WAL frames) whatever free room the pages have
+NB_AFTER_FREE = 200
+
+
+def available_with_note(nb: int) -> dict[str, object]:
+    """The available-bed PATCH with a long comment: a write that must grow the database."""
+    ext = cap("02", nb, gender="01", updated="2026-11-30T10:00:00Z")
+    ext["extension"].append({"url": "comment", "valueString": "x" * NOTE_BYTES})
+    return body("replace", selector(**AVAILABLE_F), ext)
+
+
+def fill(directory: Path) -> Path:
+    """Write a file in `directory` until its filesystem has no byte left (ENOSPC); returns the file."""
+    filler = directory / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        for size in (1 << 20, 1 << 12, 1):
+            chunk = b"\0" * size
+            while True:
+                try:
+                    if os.write(fd, chunk) == 0:
+                        break
+                except OSError as exc:
+                    if exc.errno != errno.ENOSPC:
+                        raise
+                    break
+    finally:
+        os.close(fd)
+    return filler
+
+
+def seeded_sqlite(db: Path, reference_dir: Path) -> tuple[str, str]:
+    """A migrated, seeded database at `db`, vacuumed (no free page: a growing write needs new ones)."""
+    eng = make_engine(f"sqlite:///{db}")
+    try:
+        migrate.upgrade(eng)
+        client = seed(eng, reference_dir)
+    finally:
+        eng.dispose()
+    with sqlite3.connect(db) as c:
+        c.execute("VACUUM")
+        c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return client
+
+
+@contextmanager
+def small_filesystem(mountpoint: Path, size_mb: int) -> Iterator[Path]:
+    """A tmpfs of `size_mb` MB mounted at `mountpoint` for the block (skips the test where mounting is refused)."""
+    if not ROOT:
+        pytest.skip("mounting a small filesystem needs root")
+    mountpoint.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=0777", "tmpfs", str(mountpoint)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"mount refused: {done.stderr.strip()}")
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", "-l", str(mountpoint)], check=False)
+
+
+def check_disk_full_cycle(
+    server: Server, client: tuple[str, str], make_full: Callable[[], object], free: Callable[[], object]
+) -> None:
+    """Full → 3 refused writes (clean 503), reads served; freed → the same kind of write is stored."""
+    headers = bearer(server.base, client)  # the token request writes (audit): before the disk is full
+    base = server.base
+    make_full()
+    for k in range(3):  # refused cleanly, again and again (the pool is not poisoned)
+        r = httpx.patch(f"{base}/fhir/Location/{LOCS[0]}", json=available_with_note(100 + k), headers=headers)
+        assert _is_clean_503(r), (r.status_code, r.headers, r.text[:300], server.log())
+        assert r.json()["issue"][0]["code"] == "transient"
+    assert "database or disk is full" in server.log()  # SQLITE_FULL, not another failure
+    loc = httpx.get(f"{base}/fhir/Location/{LOCS[0]}", headers=headers)
+    assert loc.status_code == 200 and loc.json()["meta"]["versionId"] == "1"  # reads still work
+    found = httpx.get(f"{base}/fhir/Location", params={"_id": ",".join(LOCS)}, headers=headers)
+    assert found.status_code == 200 and found.json()["total"] == len(LOCS)
+    assert httpx.get(f"{base}/health").status_code == 200
+    free()
+    r = httpx.patch(f"{base}/fhir/Location/{LOCS[0]}", json=available_with_note(NB_AFTER_FREE), headers=headers)
+    assert r.status_code == 200 and version_of(r) == 2, (r.status_code, r.text[:300], server.log())
+
+
+def audit_file(db: Path, acked: list[tuple[str, int, int]]) -> None:
+    eng = make_engine(f"sqlite:///{db}")
+    try:
+        audit(eng, acked)  # integrity_check ok, versions 1..n, projection = content: the refused writes left nothing
+        with eng.connect() as c:
+            content = c.execute(
+                select(resource.c.content).where(resource.c.res_type == "Location", resource.c.res_id == LOCS[0])
+            ).scalar_one()
+        assert content.count("x" * 1000) >= 1  # the write after freeing space is the stored one
+    finally:
+        eng.dispose()
+
+
+def test_disk_full_page_quota_refuses_writes_with_503_then_recovers(
+    reference_dir: Path, servers: list[Server], workdir: Path
+) -> None:
+    """Page quota variant (`PRAGMA max_page_count`, SQLITE_FULL): runs everywhere, no privilege needed."""
+    db = workdir / "quota.db"
+    client = seeded_sqlite(db, reference_dir)
+    quota = workdir / "quota"
+    quota.write_text("free")
+    server = Server(f"sqlite:///{db}", workdir, launcher=QUOTA_SERVER, extra_env={"ROR_TEST_PAGE_QUOTA": str(quota)})
+    servers.append(server.start())
+    check_disk_full_cycle(server, client, lambda: quota.write_text("full"), lambda: quota.write_text("free"))
+    server.stop()
+    audit_file(db, [(LOCS[0], 2, NB_AFTER_FREE)])
+
+
+def test_disk_full_filesystem_refuses_writes_with_503_then_recovers(
+    reference_dir: Path, servers: list[Server], workdir: Path
+) -> None:
+    """Real full filesystem variant: the database on a small tmpfs filled to the last byte (root only)."""
+    with small_filesystem(workdir / "disk", 64) as disk:
+        db = disk / "full.db"
+        client = seeded_sqlite(db, reference_dir)
+        server = Server(f"sqlite:///{db}", workdir)
+        servers.append(server.start())
+        filler: list[Path] = []
+        check_disk_full_cycle(server, client, lambda: filler.append(fill(disk)), lambda: filler[0].unlink())
+        server.stop()
+        audit_file(db, [(LOCS[0], 2, NB_AFTER_FREE)])
