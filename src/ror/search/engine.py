@@ -13,7 +13,8 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Engine, and_, case, func, literal, or_, select
+from sqlalchemy import ColumnElement, Engine, and_, any_, bindparam, case, func, literal, or_, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.selectable import FromClause
 
 from ror.db.engine import is_sqlite
@@ -80,7 +81,9 @@ class SearchEngine:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.sqlite = is_sqlite(engine)
+        self._pg = engine.dialect.name == "postgresql"
         self.compiler = Compiler(self.sqlite)
+        self._statements: dict[tuple[Any, ...], Any] = {}
 
     # -- sorting -----------------------------------------------------------------------------------------------
     def _sort_exprs(self, q: SearchQuery, outer: FromClause) -> list[_SortExpr]:
@@ -268,7 +271,9 @@ class SearchEngine:
 
     def _apply_unrestricted(self, conn: Any, inc: Include, sources: list[Row], t: Any, r: Any) -> list[Row]:
         """Two cheap steps: the distinct keys of what to include from the reference index, then the resources by
-        primary key / (type, id) — never a DISTINCT over resource contents."""
+        primary key / (type, id) — never a DISTINCT over resource contents. Statements built once per shape, the
+        key lists bound as one array on PostgreSQL (`= ANY(…)`: no per-value parameters to render and send)."""
+        param = inc.param if inc.param != "*" else None
         if inc.reverse:
             targets = [s for s in sources if inc.target_type in (None, s.res_type)]
             if not targets:
@@ -276,34 +281,62 @@ class SearchEngine:
             ids_by_type: dict[str, list[str]] = {}
             for s in targets:
                 ids_by_type.setdefault(s.res_type, []).append(s.res_id)
+            source_type = inc.source_type if inc.source_type != "*" else None
+            stmt = self._statement("rev", param is not None, source_type is not None)
             found: set[int] = set()
             for target_type, target_ids in ids_by_type.items():  # (param, target_type, target_id) index lookups
-                cond = [r.c.target_type == target_type, r.c.target_id.in_(target_ids)]
-                if inc.param != "*":
-                    cond.append(r.c.param == inc.param)
-                if inc.source_type != "*":
-                    cond.append(r.c.res_type == inc.source_type)
-                found.update(conn.execute(select(r.c.resource_pk).where(*cond)).scalars().all())
-            pks = sorted(found)
-            if not pks:
+                values = {"tt": target_type, "ids": target_ids, "p": param, "st": source_type}
+                found.update(conn.execute(stmt, values).scalars().all())
+            if not found:
                 return []
-            stmt = select(t.c.pk, t.c.res_type, t.c.res_id, t.c.content).where(t.c.pk.in_(pks), t.c.deleted.is_(False))
-            return [Row(x[0], x[1], x[2], x[3]) for x in conn.execute(stmt).all()]
+            rows = conn.execute(self._statement("by_pk"), {"pks": sorted(found)}).all()
+            return [Row(x[0], x[1], x[2], x[3]) for x in rows]
         pks = [s.pk for s in sources if inc.source_type in ("*", s.res_type)]
         if not pks:
             return []
-        cond = [r.c.resource_pk.in_(pks), r.c.target_id.is_not(None)]
-        if inc.param != "*":
-            cond.append(r.c.param == inc.param)
-        if inc.target_type:
-            cond.append(r.c.target_type == inc.target_type)
+        stmt = self._statement("fwd", param is not None, inc.target_type is not None)
         by_type: dict[str, set[str]] = {}
-        for rt, rid in conn.execute(select(r.c.target_type, r.c.target_id).where(*cond)).all():
+        for rt, rid in conn.execute(stmt, {"pks": pks, "p": param, "tt": inc.target_type}).all():
             by_type.setdefault(rt, set()).add(rid)
         out: list[Row] = []
         for rt, rids in by_type.items():
-            stmt = select(t.c.pk, t.c.res_type, t.c.res_id, t.c.content).where(
-                t.c.res_type == rt, t.c.res_id.in_(sorted(rids)), t.c.deleted.is_(False)
-            )
-            out += [Row(x[0], x[1], x[2], x[3]) for x in conn.execute(stmt).all()]
+            rows = conn.execute(self._statement("by_id"), {"rt": rt, "ids": sorted(rids)}).all()
+            out += [Row(x[0], x[1], x[2], x[3]) for x in rows]
         return out
+
+    def _statement(self, kind: str, *flags: bool) -> Any:
+        key = (kind, *flags)
+        stmt = self._statements.get(key)
+        if stmt is None:
+            stmt = self._statements[key] = _include_statement(kind, flags, self._pg)
+        return stmt
+
+
+def _member(col: Any, name: str, pg: bool) -> ColumnElement[bool]:
+    """`col IN (:name…)`: one array parameter on PostgreSQL, an expanding list on SQLite."""
+    if pg:
+        return col == any_(bindparam(name, type_=ARRAY(col.type)))
+    return col.in_(bindparam(name, expanding=True))
+
+
+def _include_statement(kind: str, flags: tuple[bool, ...], pg: bool) -> Any:
+    t, r = resource, idx_reference
+    rows = select(t.c.pk, t.c.res_type, t.c.res_id, t.c.content)
+    if kind == "by_pk":
+        return rows.where(_member(t.c.pk, "pks", pg), t.c.deleted.is_(False))
+    if kind == "by_id":
+        return rows.where(t.c.res_type == bindparam("rt"), _member(t.c.res_id, "ids", pg), t.c.deleted.is_(False))
+    with_param, with_type = flags
+    if kind == "rev":
+        cond = [r.c.target_type == bindparam("tt"), _member(r.c.target_id, "ids", pg)]
+        if with_param:
+            cond.append(r.c.param == bindparam("p"))
+        if with_type:
+            cond.append(r.c.res_type == bindparam("st"))
+        return select(r.c.resource_pk).where(*cond)
+    cond = [_member(r.c.resource_pk, "pks", pg), r.c.target_id.is_not(None)]
+    if with_param:
+        cond.append(r.c.param == bindparam("p"))
+    if with_type:
+        cond.append(r.c.target_type == bindparam("tt"))
+    return select(r.c.target_type, r.c.target_id).where(*cond)
