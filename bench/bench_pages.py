@@ -7,7 +7,7 @@ database is never written: the pages need a person, a session and write audit ev
 copy (`--copy`, made once and reused while it is newer than the source). Pages:
 
 * recherche — available adult ICU bed (réanimation polyvalente 127, 45 years) within 50 km of Saint-Brieuc;
-* unite — the page of a réanimation unit (Location with the most capacity events);
+* unite — the page of a réanimation unit (Location with the most capacity events), 7-day and 30-day history;
 * saisie — the capacity entry page of the establishment with the most units;
 * tableau de bord — France, and one région;
 * administration — the audit log (first page, and filtered by action)."""
@@ -15,6 +15,7 @@ copy (`--copy`, made once and reused while it is newer than the source). Pages:
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import time
@@ -68,6 +69,7 @@ def pick_pages(engine: object) -> dict[str, str]:
         "recherche (réa 127, 45 ans, 50 km, lits dispo)": "/recherche?activite=127&age=45&commune=Saint-Brieuc"
         "&rayon=50&dispo=1",
         f"unite ({unit})": f"/unites/{unit}",
+        "unite, historique 30 jours": f"/unites/{unit}?historique=30",
         f"saisie (FINESS {finess})": f"/etablissements/{finess}/disponibilites",
         "tableau de bord (France)": "/tableau-de-bord?region=",
         "tableau de bord (région 53)": "/tableau-de-bord?region=53",
@@ -84,6 +86,7 @@ def main() -> int:
     ap.add_argument("--database", help="SQLAlchemy URL to use as is instead of a SQLite copy (it is written)")
     ap.add_argument("--repeat", type=int, default=15)
     args = ap.parse_args()
+    os.environ.setdefault("ROR_LOG_FORMAT", "off")  # one JSON log line per request would drown the figures
     url = args.database or f"sqlite:///{prepare_copy(Path(args.source), Path(args.copy))}"
     engine = make_engine(url)
     people = PersonRegistry(engine)

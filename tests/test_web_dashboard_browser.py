@@ -109,3 +109,45 @@ def test_dashboard_changes_through_sse(page: Any, live_server: str, services: Se
     page.wait_for_selector("#table-journal")
     assert "person:ars@test.fr" in page.inner_text("#table-journal")
     shot(page, "administration-journal")
+
+
+def test_unit_history_choice_by_keyboard_and_without_javascript(
+    page: Any, live_server: str, services: Services
+) -> None:
+    """The 7/30-day choice of the unit page: reached with Tab, followed with Enter (shareable URL), and the same
+    links work in a browser with JavaScript disabled."""
+    page.goto(f"{live_server}/unites/{REA}")
+    if "/connexion" in page.url:
+        page.fill("#email", "ars@test.fr")
+        page.fill("#password", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{live_server}/unites/{REA}")
+    assert page.get_attribute("#historique-7", "aria-current") == "true"
+    page.focus("#historique-7")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "historique-30"
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{live_server}/unites/{REA}?historique=30#historique")
+    assert "Historique (30 jours)" in page.inner_text("#historique")
+    assert page.get_attribute("#historique-30", "aria-current") == "true"
+    page.wait_for_selector("#graphique-historique svg polyline", state="attached")  # a flat line has no height
+    assert len(page.query_selector_all("#table-historique tbody tr")) >= 30
+    shot(page, "unite-historique-30-jours")
+
+    browser = page.context.browser
+    context = browser.new_context(java_script_enabled=False, viewport={"width": 1280, "height": 900}, locale="fr-FR")
+    try:
+        plain = context.new_page()
+        plain.goto(f"{live_server}/connexion")
+        plain.fill("#email", "ars@test.fr")
+        plain.fill("#password", PASSWORD)
+        plain.click("button[type=submit]")
+        plain.goto(f"{live_server}/unites/{REA}")
+        plain.click("#historique-30")
+        plain.wait_for_url(f"{live_server}/unites/{REA}?historique=30#historique")
+        assert "Historique (30 jours)" in plain.inner_text("#historique")
+        plain.click("#historique-7")
+        plain.wait_for_url(f"{live_server}/unites/{REA}?historique=7#historique")
+        assert "Historique (7 jours)" in plain.inner_text("#historique")
+    finally:
+        context.close()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from sqlalchemy import Engine, delete, func, select, update
 from ror.access.people import ROLES as ROLES_INFO
 from ror.access.people import PersonRegistry
 from ror.access.policy import Profile
+from ror.capacity.timeseries import capacity_series
 from ror.db.tables import audit_event, capacity, capacity_event, person, resource, web_session
 from ror.directory import ids
 from ror.directory.demo import load_demo
@@ -28,7 +29,11 @@ from ror.server import create_app
 from ror.services import Services
 from ror.terminology.loader import load_nos
 from ror.web.dashboard import CATEGORY_OF, critical_units
+from ror.web.pages_unit import step_points
+from ror.web.render import PARIS
 from tests.conftest import truncate_store
+from tests.search_fixtures import capacity as cap
+from tests.search_fixtures import location
 
 FINESS = "220000012"  # CH Yves Le Foll, Saint-Brieuc: 11 units in the seed
 PASSWORD = "correct horse battery staple"
@@ -346,6 +351,72 @@ def test_stale_list_names_units_and_establishments(app_client: TestClient, servi
                     )
                     .values(updated_at=at)
                 )
+
+
+HISTORY_LOC = "loc-test-historique"
+
+
+def _history_unit(services: Services) -> tuple[datetime, list[tuple[datetime, int]]]:
+    """A unit of the establishment with installed 10 and a known availability history: 4 from 25 days ago, 7 from
+    12 days ago, 5 from 3 days ago (capacityUpdateDate at 20 past the hour). Returns (now, [(time, available)])."""
+    now = utcnow()
+    steps = [
+        ((now - timedelta(days=d)).replace(minute=20, second=0, microsecond=0), nb)
+        for d, nb in ((25, 4), (12, 7), (3, 5))
+    ]
+    for at, nb in steps:
+        stamp = at.isoformat() + "Z"
+        caps = [cap("01", 10, updated=steps[0][0].isoformat() + "Z"), cap("02", nb, gender="04", updated=stamp)]
+        res = location(
+            HISTORY_LOC, "Réanimation test historique", 48.5, -2.7, "22278", "22000", caps, ids.eg_id(FINESS)
+        )
+        services.store.update("Location", HISTORY_LOC, res, author="test")
+    return now, steps
+
+
+def _daily_available(html: str) -> dict[str, str]:
+    """{Paris date: available} of the end-of-day table of the unit page."""
+    table = html.split('id="table-historique"', 1)[1].split("</table>", 1)[0]
+    return dict(re.findall(r'<tr data-jour="([\d-]+)">.*?data-mesure="available">([^<]*)</td>', table))
+
+
+def test_unit_history_7_or_30_days(app_client: TestClient, services: Services) -> None:
+    now, steps = _history_unit(services)
+
+    def expected(day: str) -> str:
+        """Available at the end of a Paris day (now for today) from the steps."""
+        end = datetime.combine(date.fromisoformat(day) + timedelta(days=1), time(), PARIS)
+        end_utc = min(end.astimezone(UTC).replace(tzinfo=None), now)
+        seen = [nb for at, nb in steps if at < end_utc]
+        return str(seen[-1]) if seen else "—"
+
+    login(app_client, "samu@test.fr")
+    month = app_client.get(f"/unites/{HISTORY_LOC}?historique=30")
+    assert month.status_code == 200 and "Historique (30 jours)" in month.text
+    assert re.search(r'id="historique-30" href="[^"]+" aria-current="true"', month.text)
+    assert 'id="historique-7" href="/unites/loc-test-historique?historique=7#historique">' in month.text
+    days = _daily_available(month.text)
+    assert len(days) in (30, 31) and list(days) == sorted(days)
+    assert days == {d: expected(d) for d in days}
+    assert {"—", "4", "7", "5"} <= set(days.values())  # before the first change, then the three steps
+    # the chart draws the same steps: hour of each change, values 4 → 7 → 5 (the series carried forward)
+    with services.engine.connect() as c:
+        ts = capacity_series(c, "location", HISTORY_LOC, days=30, bucket="hour", nature="01")
+        week = capacity_series(c, "location", HISTORY_LOC, days=7, bucket="hour", nature="01")
+    hour = [(at.replace(minute=0), nb) for at, nb in steps]
+    assert step_points(ts, "available") == hour
+    assert step_points(ts, "installed") == [(hour[0][0], 10)]
+    assert step_points(week, "available") == [(week.start, 7), hour[2]]  # 7 carried in from before the window
+
+    default = app_client.get(f"/unites/{HISTORY_LOC}")  # 7 days, also for an unknown value
+    assert (
+        "Historique (7 jours)" in default.text
+        and "Historique (7 jours)" in app_client.get(f"/unites/{HISTORY_LOC}?historique=365").text
+    )
+    assert re.search(r'id="historique-7" href="[^"]+" aria-current="true"', default.text)
+    days7 = _daily_available(default.text)
+    assert len(days7) in (7, 8) and set(days7.values()) == {"7", "5"}
+    assert days7 == {d: expected(d) for d in days7}
 
 
 def _entry_form(client: TestClient) -> tuple[str, dict[str, str]]:

@@ -1,13 +1,16 @@
-"""Server-drawn SVG charts (no JavaScript, no external library): the 7-day capacity history of a unit."""
+"""Server-drawn SVG charts (no JavaScript, no external library): the 7- or 30-day capacity history of a unit, the
+dashboard's 7-day trend."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from html import escape
 
 W, H = 640, 220
 LEFT, RIGHT, TOP, BOTTOM = 40, 10, 10, 30
+MIN_LABEL_GAP = 40  # px between two date labels of the x axis ("dd/mm" in 11 px type is ~30 px wide)
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,12 @@ def _y(v: float, top: float) -> float:
     return TOP + (H - TOP - BOTTOM) * (1 - v / top if top else 1)
 
 
+def label_every(start: datetime, end: datetime) -> int:
+    """Label one day in n so that the dates of the x axis do not overlap (1 for 7 days, 3 for 30 days)."""
+    days = max(1.0, (end - start).total_seconds() / 86400)
+    return max(1, math.ceil(days * MIN_LABEL_GAP / (W - LEFT - RIGHT)))
+
+
 def step_chart(series: list[Series], start: datetime, end: datetime, title: str) -> str:
     """An accessible SVG step chart (role img, title); values are steps that hold until the next point."""
     top = max([v for s in series for _, v in s.points] + [1])
@@ -42,12 +51,16 @@ def step_chart(series: list[Series], start: datetime, end: datetime, title: str)
         y = _y(v, top)
         parts.append(f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="#eee"/>')
         parts.append(f'<text x="{LEFT - 5}" y="{y + 4:.1f}" font-size="11" text-anchor="end">{round(v)}</text>')
+    every = label_every(start, end)
     day = start.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
-    while day < end:  # one tick per day
+    k = 0
+    while day < end:  # one grid line per day, a date every `every` days
         x = _x(day, start, end)
         parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{TOP}" y2="{H - BOTTOM}" stroke="#eee"/>')
-        parts.append(f'<text x="{x:.1f}" y="{H - 10}" font-size="11" text-anchor="middle">{day:%d/%m}</text>')
+        if k % every == 0:
+            parts.append(f'<text x="{x:.1f}" y="{H - 10}" font-size="11" text-anchor="middle">{day:%d/%m}</text>')
         day += timedelta(days=1)
+        k += 1
     for s in series:
         if not s.points:
             continue
