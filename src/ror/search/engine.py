@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Engine, and_, any_, bindparam, case, func, literal, or_, select
+from sqlalchemy import ColumnElement, Engine, and_, any_, bindparam, case, func, literal, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.selectable import FromClause
 
@@ -270,39 +270,29 @@ class SearchEngine:
         return [row for row in rows if row.pk in kept]
 
     def _apply_unrestricted(self, conn: Any, inc: Include, sources: list[Row], t: Any, r: Any) -> list[Row]:
-        """Two cheap steps: the distinct keys of what to include from the reference index, then the resources by
-        primary key / (type, id) — never a DISTINCT over resource contents. Statements built once per shape, the
-        key lists bound as one array on PostgreSQL (`= ANY(…)`: no per-value parameters to render and send)."""
+        """One statement per hop (and target type): the resources whose keys the reference index gives, as a
+        semi-join (`IN (SELECT …)`) — each resource once, never a DISTINCT over contents. Statements built once
+        per shape; the key lists bound as one array on PostgreSQL (`= ANY(…)`: no per-value parameters)."""
         param = inc.param if inc.param != "*" else None
         if inc.reverse:
             targets = [s for s in sources if inc.target_type in (None, s.res_type)]
-            if not targets:
-                return []
             ids_by_type: dict[str, list[str]] = {}
             for s in targets:
                 ids_by_type.setdefault(s.res_type, []).append(s.res_id)
             source_type = inc.source_type if inc.source_type != "*" else None
             stmt = self._statement("rev", param is not None, source_type is not None)
-            found: set[int] = set()
-            for target_type, target_ids in ids_by_type.items():  # (param, target_type, target_id) index lookups
+            found: dict[int, Row] = {}
+            for target_type, target_ids in ids_by_type.items():
                 values = {"tt": target_type, "ids": target_ids, "p": param, "st": source_type}
-                found.update(conn.execute(stmt, values).scalars().all())
-            if not found:
-                return []
-            rows = conn.execute(self._statement("by_pk"), {"pks": sorted(found)}).all()
-            return [Row(x[0], x[1], x[2], x[3]) for x in rows]
+                for x in conn.execute(stmt, values).all():
+                    found[x[0]] = Row(x[0], x[1], x[2], x[3])
+            return [found[pk] for pk in sorted(found)]
         pks = [s.pk for s in sources if inc.source_type in ("*", s.res_type)]
         if not pks:
             return []
         stmt = self._statement("fwd", param is not None, inc.target_type is not None)
-        by_type: dict[str, set[str]] = {}
-        for rt, rid in conn.execute(stmt, {"pks": pks, "p": param, "tt": inc.target_type}).all():
-            by_type.setdefault(rt, set()).add(rid)
-        out: list[Row] = []
-        for rt, rids in by_type.items():
-            rows = conn.execute(self._statement("by_id"), {"rt": rt, "ids": sorted(rids)}).all()
-            out += [Row(x[0], x[1], x[2], x[3]) for x in rows]
-        return out
+        rows = conn.execute(stmt, {"pks": pks, "p": param, "tt": inc.target_type}).all()
+        return sorted((Row(x[0], x[1], x[2], x[3]) for x in rows), key=lambda row: row.pk)
 
     def _statement(self, kind: str, *flags: bool) -> Any:
         key = (kind, *flags)
@@ -321,22 +311,19 @@ def _member(col: Any, name: str, pg: bool) -> ColumnElement[bool]:
 
 def _include_statement(kind: str, flags: tuple[bool, ...], pg: bool) -> Any:
     t, r = resource, idx_reference
-    rows = select(t.c.pk, t.c.res_type, t.c.res_id, t.c.content)
-    if kind == "by_pk":
-        return rows.where(_member(t.c.pk, "pks", pg), t.c.deleted.is_(False))
-    if kind == "by_id":
-        return rows.where(t.c.res_type == bindparam("rt"), _member(t.c.res_id, "ids", pg), t.c.deleted.is_(False))
+    rows = select(t.c.pk, t.c.res_type, t.c.res_id, t.c.content).where(t.c.deleted.is_(False))
     with_param, with_type = flags
-    if kind == "rev":
+    if kind == "rev":  # resources whose reference (param) points to one of the sources
         cond = [r.c.target_type == bindparam("tt"), _member(r.c.target_id, "ids", pg)]
         if with_param:
             cond.append(r.c.param == bindparam("p"))
         if with_type:
             cond.append(r.c.res_type == bindparam("st"))
-        return select(r.c.resource_pk).where(*cond)
+        return rows.where(t.c.pk.in_(select(r.c.resource_pk).where(*cond)))
     cond = [_member(r.c.resource_pk, "pks", pg), r.c.target_id.is_not(None)]
     if with_param:
         cond.append(r.c.param == bindparam("p"))
-    if with_type:
+    if with_type:  # the resources of one type the sources point to
         cond.append(r.c.target_type == bindparam("tt"))
-    return select(r.c.target_type, r.c.target_id).where(*cond)
+        return rows.where(t.c.res_type == bindparam("tt"), t.c.res_id.in_(select(r.c.target_id).where(*cond)))
+    return rows.where(tuple_(t.c.res_type, t.c.res_id).in_(select(r.c.target_type, r.c.target_id).where(*cond)))
