@@ -155,6 +155,10 @@ def start(
     fraction: Annotated[float, typer.Option(help="share of installed beds the peak occupies")] = DEFAULT_FRACTION,
     freshness: Annotated[int, typer.Option(help="crisis freshness interval, minutes")] = 60,
     reset: Annotated[bool, typer.Option("--reset", help="empty the exercise database and reload the demo")] = False,
+    serve: Annotated[
+        bool, typer.Option("--serve", help="also serve the pages and the API of the exercise database (live on SQLite)")
+    ] = False,
+    port: Annotated[int | None, typer.Option(help="port of --serve (default ROR_PORT + 1)")] = None,
 ) -> None:
     """Start an exercise: separate database, demo data of the scope, crisis declared, then the replay."""
     with _errors():
@@ -192,7 +196,15 @@ def start(
         )
         console.print(f"plan construit en {time.perf_counter() - t0:.2f} s")
         _summary(plan, sc, pace)
-        result = _replay(engine, plan, sc, territory, pace, freshness)
+        with _served(engine, serve, port):
+            result = _replay(engine, plan, sc, territory, pace, freshness)
+            _report(result, plan)
+            if serve:
+                console.print("rejeu fini ; le serveur de l'exercice reste ouvert (Ctrl-C pour l'arrêter)")
+                _wait_for_interrupt()
+
+
+def _report(result: Any, plan: ReplayPlan) -> None:
     console.print(
         f"exercice {result.state} : {result.steps_done}/{plan.steps} pas, {result.writes} écritures "
         f"({result.writes_per_second:.0f}/s), {result.errors} refus, en {result.seconds:.1f} s ; "
@@ -200,6 +212,43 @@ def start(
     )
     for failure in result.failures:
         console.print(f"  [yellow]{failure}[/yellow]")
+
+
+@contextmanager
+def _served(engine: Engine, serve: bool, port: int | None) -> Iterator[None]:
+    """With --serve: the web application and the FHIR API of the exercise database in this process (a thread), on
+    the very engine the replay writes through — so that on SQLite, whose live stream is published in-process, the
+    dashboards and the SSE stream follow the replay live (on PostgreSQL any `ror serve` does, through NOTIFY)."""
+    if not serve:
+        yield
+        return
+    import threading
+
+    import uvicorn
+
+    from ror.server import create_app
+
+    settings = get_settings()
+    config = uvicorn.Config(
+        create_app(engine), host=settings.host, port=port or settings.port + 1, log_level="warning", access_log=False
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="ror-exercise-serve", daemon=True)
+    thread.start()
+    console.print(f"EXERCICE servi sur http://{settings.host}:{config.port} (tableau de bord, recherche, API FHIR)")
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+def _wait_for_interrupt() -> None:
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        return
 
 
 def _replay(engine: Engine, plan: ReplayPlan, sc: Scenario, scope: Scope, pace: float | None, freshness: int) -> Any:
