@@ -133,8 +133,9 @@ def _summary(plan: ReplayPlan, scenario: Scenario, speed: float | None) -> None:
         f"  {len(plan.units)} unités, {plan.installed} lits installés ({len(plan.departements)} départements)\n"
         f"  facteur d'échelle k = {plan.scale:.4f} ({plan.scale_basis})"
         + (f", fraction {plan.fraction}" if plan.fraction else "")
-        + f"\n  pic du périmètre {plan.peak_census} patients le {plan.peak_day} → {plan.total(peak)} lits occupés le "
-        f"{plan.times[peak]:%Y-%m-%d %H:%M} ({over} unités en lits supplémentaires)\n"
+        + f"\n  pic du recensement du périmètre : {plan.peak_census} patients le {plan.peak_day} ; maximum du rejeu : "
+        f"{plan.total(peak)} lits occupés le {plan.times[peak]:%Y-%m-%d %H:%M} ({over} unités en lits "
+        "supplémentaires)\n"
         f"  {plan.steps} pas de {plan.times[0]:%Y-%m-%d} à {plan.times[-1]:%Y-%m-%d}, vitesse "
         f"{speed_label(speed)}{duration}"
     )
