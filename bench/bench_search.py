@@ -25,6 +25,7 @@ from common import fresh_postgres, peak_rss_mb, percentiles, timed, write_result
 from ror.access.policy import Profile
 from ror.config import get_settings
 from ror.db import migrate
+from ror.db.database import analyze
 from ror.db.engine import make_engine
 from ror.directory.scope import Scope
 from ror.search.engine import SearchEngine
@@ -63,6 +64,7 @@ def load(engine: Engine, scope: str) -> None:
         progress=True,
     )
     load_demo(services.store, ref, scope=sc, progress=True)
+    analyze(engine)  # as `ror demo` / `ror setup` do: both planners need statistics after a bulk load
     print(f"  loaded in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
 
 

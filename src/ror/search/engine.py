@@ -310,20 +310,29 @@ def _member(col: Any, name: str, pg: bool) -> ColumnElement[bool]:
 
 
 def _include_statement(kind: str, flags: tuple[bool, ...], pg: bool) -> Any:
+    """On SQLite the tests that must not drive the plan are wrapped in `coalesce` (SQLite cannot use an index
+    through it): the key list drives — `resource_pk` on the reference index, `(res_type, res_id)` on resources —
+    whatever the planner statistics say (without them SQLite preferred the (param, target_type) index, a scan of
+    every reference of that name)."""
     t, r = resource, idx_reference
-    rows = select(t.c.pk, t.c.res_type, t.c.res_id, t.c.content).where(t.c.deleted.is_(False))
+
+    def plain(col: Any) -> Any:
+        return col if pg else func.coalesce(col, "")
+
+    live = t.c.deleted.is_(False) if pg else func.coalesce(t.c.deleted, False).is_(False)
+    rows = select(t.c.pk, t.c.res_type, t.c.res_id, t.c.content).where(live)
     with_param, with_type = flags
     if kind == "rev":  # resources whose reference (param) points to one of the sources
         cond = [r.c.target_type == bindparam("tt"), _member(r.c.target_id, "ids", pg)]
         if with_param:
             cond.append(r.c.param == bindparam("p"))
         if with_type:
-            cond.append(r.c.res_type == bindparam("st"))
+            cond.append(plain(r.c.res_type) == bindparam("st"))
         return rows.where(t.c.pk.in_(select(r.c.resource_pk).where(*cond)))
     cond = [_member(r.c.resource_pk, "pks", pg), r.c.target_id.is_not(None)]
     if with_param:
-        cond.append(r.c.param == bindparam("p"))
+        cond.append(plain(r.c.param) == bindparam("p"))
     if with_type:  # the resources of one type the sources point to
-        cond.append(r.c.target_type == bindparam("tt"))
+        cond.append(plain(r.c.target_type) == bindparam("tt"))
         return rows.where(t.c.res_type == bindparam("tt"), t.c.res_id.in_(select(r.c.target_id).where(*cond)))
     return rows.where(tuple_(t.c.res_type, t.c.res_id).in_(select(r.c.target_type, r.c.target_id).where(*cond)))

@@ -320,7 +320,11 @@ class Compiler:
         conds: list[ColumnElement[bool]] = []
         for c in crits:
             column, system = CAPACITY_COLUMNS[c.name]
-            col = cap.c[column]
+            col: Any = cap.c[column]
+            if correlated and self.sqlite:
+                # probed by location_pk (the primary key's prefix): through coalesce SQLite cannot pick the
+                # status index instead (without statistics it did: a scan of every indicator of that status)
+                col = func.coalesce(col, col)
             alts: list[ColumnElement[bool]] = []
             for v in c.values:
                 if c.type == "number":
