@@ -24,6 +24,7 @@ CORE = [
 CORE += ["export"]  # bulk export and open data
 CORE += ["reporting"]  # DGOS daily report
 CORE += ["tension", "urgences", "subscriptions"]  # regional modules (TES, emergency activity, FHIR push)
+CORE += ["exercise"]  # crisis exercise sandbox (SI-VIC replay)
 ADAPTERS = ("ror.fhir", "ror.web", "ror.cli", "ror.server")
 
 

@@ -8,7 +8,7 @@ from collections.abc import Collection
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection, bindparam, func, select
 
 from ror.access.tokens import Caller
 from ror.db.tables import resource
@@ -17,10 +17,12 @@ from ror.errors import RorError
 
 MAX_DEPTH = 6
 # built once: looked up on every write (the capacity feed's hot path)
+# `coalesce(deleted)`: the (res_type, res_id) key drives on both engines, also without planner statistics (SQLite
+# then chose the (res_type, deleted) index: ~100 ms per lookup on a national database)
 _ORGANIZATIONS = select(resource.c.res_id, resource.c.content).where(
     resource.c.res_type == "Organization",
     resource.c.res_id.in_(bindparam("ids", expanding=True)),
-    resource.c.deleted.is_(False),
+    func.coalesce(resource.c.deleted, False).is_(False),
 )
 
 
