@@ -34,11 +34,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
 import pytest
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Connection, Engine, select, text
 
 from ror.access.clients import ClientRegistry
 from ror.capacity import projection
@@ -262,6 +263,19 @@ def _is_clean_503(r: httpx.Response) -> bool:
     return out.get("resourceType") == "OperationOutcome" and bool(out["issue"][0].get("diagnostics"))
 
 
+def assert_projection_matches(c: Connection, pk: int, res: dict[str, Any], label: str) -> None:
+    """The capacity projection of Location `pk` is exactly the indicators of its stored content `res` (key →
+    number, source type, source update date, version)."""
+    cols = [*(capacity.c[f] for f in KEY_FIELDS), capacity.c.nb, capacity.c.source_type, capacity.c.updated_at]
+    rows = c.execute(select(*cols, capacity.c.version_id).where(capacity.c.location_pk == pk)).all()
+    got = {tuple(r[: len(KEY_FIELDS)]): tuple(r[len(KEY_FIELDS) :]) for r in rows}
+    version = int(res["meta"]["versionId"])
+    want = {i.key: (i.nb, i.source_type, i.updated_at, version) for i in indicators_of(res)}
+    assert {k: v[0] for k, v in got.items()} == {k: v[0] for k, v in want.items()}, f"{label}: numbers"
+    assert {k: v[1:3] for k, v in got.items()} == {k: v[1:3] for k, v in want.items()}, f"{label}: sources, dates"
+    assert all(v[3] <= version for v in got.values()), f"{label}: a row of a later version"
+
+
 def audit(engine: Engine, acked: list[tuple[str, int, int]]) -> dict[str, int]:
     """The store is whole: see the module docstring. Returns the current version of each unit."""
     registry = default_registry()
@@ -282,10 +296,7 @@ def audit(engine: Engine, acked: list[tuple[str, int, int]]) -> dict[str, int]:
             assert list(versions) == list(range(1, version + 1)), f"{loc}: versions are not 1..{version}"
             res = orjson.loads(content)
             assert res["meta"]["versionId"] == str(version), f"{loc}: content of another version"
-            # the projection is exactly the indicators of the stored content
-            key_cols = [capacity.c[f] for f in KEY_FIELDS]
-            rows = c.execute(select(*key_cols, capacity.c.nb).where(capacity.c.location_pk == pk)).all()
-            assert {tuple(r[:-1]): r[-1] for r in rows} == {i.key: i.nb for i in indicators_of(res)}, loc
+            assert_projection_matches(c, pk, res, loc)
             # one event per PATCH (each changes one indicator to a new value), chained before → after
             events = c.execute(
                 select(capacity_event.c.version_id, capacity_event.c.nb_before, capacity_event.c.nb_after)
