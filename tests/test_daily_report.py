@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 from collections.abc import Iterator
 from datetime import date, datetime
 from typing import Any
@@ -93,6 +94,8 @@ def history(store: ResourceStore) -> dict[str, datetime]:
     offers += [healthcare_service(B, UNIT_TYPES[k]) for k in ("rea-ped", "si-usic", "med")]
     store.bulk_upsert([eg(s, n) for s, n in sites] + offers + day1())
     between = utcnow()
+    while utcnow() <= between:  # timestamps have millisecond precision: day 2 must be received strictly later
+        time.sleep(0.0005)
     store.bulk_upsert(day2())
     return {"between": between}
 

@@ -209,3 +209,21 @@ def test_reindex_rebuilds_missing_rows(store: ResourceStore) -> None:
     assert _stored_rows(store, pk)["string"] == []
     assert store.reindex("Organization") == 1
     assert _stored_rows(store, pk) == _extracted_rows(store, store.read("Organization", s.res_id).resource())
+
+
+def test_analyze_persists_planner_statistics(store: ResourceStore) -> None:
+    """`analyze` after a bulk load must leave statistics behind (on SQLite it once ran in a transaction that was
+    rolled back, and national databases were planned without them)."""
+    from sqlalchemy import text
+
+    from ror.db.database import analyze
+
+    store.bulk_upsert([dict(ORG, id=f"org-stat-{i}", name=f"Org {i}") for i in range(20)])
+    analyze(store.engine)
+    with store.read_conn() as c:
+        if store.engine.dialect.name == "sqlite":
+            n = c.execute(text("SELECT count(*) FROM sqlite_stat1 WHERE tbl = 'resource'")).scalar_one()
+        else:
+            q = "SELECT count(*) FROM pg_stat_user_tables WHERE relname = 'resource' AND last_analyze IS NOT NULL"
+            n = c.execute(text(q)).scalar_one()
+    assert n > 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, bindparam, delete, insert, update
+from sqlalchemy import Connection
 
 from ror.capacity import stream
 from ror.capacity.model import KEY_FIELDS, Indicator, indicators_of
@@ -14,6 +14,7 @@ from ror.db.tables import capacity, capacity_event
 from ror.errors import RorError
 from ror.search.extract import departement_of_commune
 from ror.store.meta import commune_code, region_tag
+from ror.store.rawsql import Batch
 from ror.store.store import ResourceStore, WriteEvent
 
 
@@ -38,34 +39,21 @@ def _key_columns(key: tuple[str, ...]) -> dict[str, str]:
     return dict(zip(KEY_FIELDS, key, strict=True))
 
 
-_BY_KEY = and_(capacity.c.location_pk == bindparam("b_pk"), *[capacity.c[f] == bindparam(f"b_{f}") for f in KEY_FIELDS])
-_UPDATE_ROW = (
-    update(capacity)
-    .where(_BY_KEY)
-    .values(
-        nb=bindparam("b_nb"),
-        source_type=bindparam("b_source"),
-        updated_at=bindparam("b_updated"),
-        received_at=bindparam("b_received"),
-        version_id=bindparam("b_version"),
-    )
-)
-_DELETE_ROW = delete(capacity).where(_BY_KEY)
+_KEY_WHERE = "location_pk = {m}" + "".join(f" AND {f} = {{m}}" for f in KEY_FIELDS)
+_CAPACITY_COLS = tuple(c.name for c in capacity.columns)
+_EVENT_COLS = tuple(c.name for c in capacity_event.columns if c.name != "pk")
 
 
-def _key_params(pk: int, key: tuple[str, ...]) -> dict[str, Any]:
-    return {"b_pk": pk, **{f"b_{f}": v for f, v in zip(KEY_FIELDS, key, strict=True)}}
-
-
-def project(conn: Connection, events: list[WriteEvent]) -> None:
+def project(conn: Connection, batch: Batch, events: list[WriteEvent]) -> None:
     """Rows follow the indicators of the new versions, by key: an indicator whose count, source or update date
     changed is updated in place (its `received_at` / `version_id` say when it last changed), a new one inserted,
     a removed one deleted; unchanged rows are not touched (a feeder's PATCH changes one indicator of a dozen). A
     creation, a deletion or a change of commune / région rewrites the Location's rows. One event per changed
-    indicator goes to `capacity_event` and to the live stream."""
-    rows: list[dict[str, Any]] = []
-    updates: list[dict[str, Any]] = []
-    removed: list[dict[str, Any]] = []
+    indicator goes to `capacity_event` and to the live stream. The statements join the write's batch (one round
+    trip with the Location version on PostgreSQL)."""
+    rows: list[tuple[Any, ...]] = []
+    updates: list[tuple[Any, ...]] = []
+    removed: list[tuple[Any, ...]] = []
     rewritten: list[int] = []
     history: list[dict[str, Any]] = []
     regions: dict[int, str | None] = {}
@@ -90,33 +78,14 @@ def project(conn: Connection, events: list[WriteEvent]) -> None:
             old = before.get(key)
             if in_place and old is not None:
                 if (old.nb, old.source_type, old.updated_at) != (ind.nb, ind.source_type, ind.updated_at):
-                    updates.append(
-                        {
-                            **_key_params(e.pk, key),
-                            "b_nb": ind.nb,
-                            "b_source": ind.source_type,
-                            "b_updated": ind.updated_at,
-                            "b_received": e.at,
-                            "b_version": e.version_id,
-                        }
-                    )
+                    updates.append((ind.nb, ind.source_type, ind.updated_at, e.at, e.version_id, e.pk, *key))
                 continue
-            rows.append(
-                {
-                    "location_pk": e.pk,
-                    "location_id": e.res_id,
-                    **_key_columns(key),
-                    "nb": ind.nb,
-                    "source_type": ind.source_type,
-                    "updated_at": ind.updated_at,
-                    "received_at": e.at,
-                    "version_id": e.version_id,
-                    "region": e.region,
-                    "departement": dep,
-                }
-            )
+            row = {"location_pk": e.pk, "location_id": e.res_id, **_key_columns(key), "nb": ind.nb}
+            row |= {"source_type": ind.source_type, "updated_at": ind.updated_at, "received_at": e.at}
+            row |= {"version_id": e.version_id, "region": e.region, "departement": dep}
+            rows.append(tuple(row[c] for c in _CAPACITY_COLS))
         if in_place:
-            removed.extend(_key_params(e.pk, key) for key in before.keys() - after.keys())
+            removed.extend((e.pk, *key) for key in before.keys() - after.keys())
         for key in sorted(before.keys() | after.keys()):
             old, new = before.get(key), after.get(key)
             if old is not None and new is not None and old.nb == new.nb and old.update_date == new.update_date:
@@ -137,17 +106,18 @@ def project(conn: Connection, events: list[WriteEvent]) -> None:
                     "actor": e.author,
                 }
             )
+    m = batch.mark
     for start in range(0, len(rewritten), 900):
-        conn.execute(delete(capacity).where(capacity.c.location_pk.in_(rewritten[start : start + 900])))
-    if removed:
-        conn.execute(_DELETE_ROW, removed)
-    if updates:
-        conn.execute(_UPDATE_ROW, updates)
-    if rows:
-        conn.execute(insert(capacity), rows)
+        chunk = tuple(rewritten[start : start + 900])
+        batch.execute(f"DELETE FROM capacity WHERE location_pk IN ({batch.marks(len(chunk))})", chunk)
+    batch.executemany("DELETE FROM capacity WHERE " + _KEY_WHERE.format(m=m), removed)
+    set_cols = f"nb = {m}, source_type = {m}, updated_at = {m}, received_at = {m}, version_id = {m}"
+    batch.executemany(f"UPDATE capacity SET {set_cols} WHERE " + _KEY_WHERE.format(m=m), updates)
+    batch.insert(capacity, _CAPACITY_COLS, rows)
     if history:
-        conn.execute(insert(capacity_event), history)
-        stream.remember(conn, [_public(h, regions.get(h["location_pk"]), deps.get(h["location_pk"])) for h in history])
+        batch.insert(capacity_event, _EVENT_COLS, [tuple(h.get(c) for c in _EVENT_COLS) for h in history])
+        changes = [_public(h, regions.get(h["location_pk"]), deps.get(h["location_pk"])) for h in history]
+        stream.remember(conn, changes, batch)
 
 
 def _public(h: dict[str, Any], region: str | None, dep: str | None) -> dict[str, Any]:
@@ -167,5 +137,4 @@ def _public(h: dict[str, Any], region: str | None, dep: str | None) -> dict[str,
 
 def install(store: ResourceStore) -> None:
     """Keep the projection of `store`'s Locations."""
-    if project not in store.observers.get("Location", []):
-        store.observe("Location", project)
+    store.observe_batched("Location", project)

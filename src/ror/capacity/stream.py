@@ -18,6 +18,7 @@ import orjson
 from sqlalchemy import Connection, Engine, event, text
 
 from ror.db.engine import is_sqlite
+from ror.store.rawsql import Batch
 
 log = logging.getLogger("ror.capacity.stream")
 CHANNEL = "ror_capacity"
@@ -91,14 +92,17 @@ def _offer(sub: Subscription, change: dict[str, Any]) -> None:
         sub.dropped += 1
 
 
-def remember(conn: Connection, changes: list[dict[str, Any]]) -> None:
-    """Called by the projection inside the write transaction."""
+def remember(conn: Connection, changes: list[dict[str, Any]], batch: Batch | None = None) -> None:
+    """Called by the projection inside the write transaction (the NOTIFY statements join `batch` when given)."""
     if not changes:
         return
     conn.info.setdefault(INFO_KEY, []).extend(changes)
     if not is_sqlite(conn.engine):
         for payload in _payloads(changes):
-            conn.execute(_NOTIFY, {"c": CHANNEL, "p": payload})
+            if batch is not None:
+                batch.execute(f"SELECT pg_notify({batch.mark}, {batch.mark})", (CHANNEL, payload))
+            else:
+                conn.execute(_NOTIFY, {"c": CHANNEL, "p": payload})
 
 
 _NOTIFY = text("SELECT pg_notify(:c, :p)")

@@ -8,7 +8,7 @@ from sqlalchemy import Engine, func, select, text
 
 from ror.config import get_settings
 from ror.db import migrate
-from ror.db.engine import make_engine
+from ror.db.engine import is_sqlite, make_engine
 from ror.db.tables import resource
 
 
@@ -30,6 +30,14 @@ def resource_count(engine: Engine, res_type: str | None = None) -> int:
 
 
 def analyze(engine: Engine) -> None:
-    """Refresh the planner statistics after a bulk load (both engines plan better with them)."""
+    """Refresh the planner statistics after a bulk load (both engines plan better with them). SQLite: inside a
+    committed write transaction (the engine's own BEGIN: an AUTOCOMMIT connection never committed it, and the
+    statistics were rolled back), sampling at most 1,000 rows per index (`analysis_limit`, seconds on a national
+    database)."""
+    if is_sqlite(engine):
+        with engine.connect().execution_options(ror_write=True) as c, c.begin():
+            c.exec_driver_sql("PRAGMA analysis_limit=1000")
+            c.exec_driver_sql("ANALYZE")
+        return
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
         c.execute(text("ANALYZE"))

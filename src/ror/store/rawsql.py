@@ -24,6 +24,10 @@ def sqlite_datetime(v: Any) -> Any:
     return v.strftime("%Y-%m-%d %H:%M:%S.%f") if isinstance(v, datetime) else v
 
 
+def _sqlite_row(row: Row) -> Row:
+    return tuple(sqlite_datetime(v) for v in row)
+
+
 def _datetime_positions(table: Table, cols: Sequence[str]) -> tuple[int, ...]:
     return tuple(i for i, name in enumerate(cols) if isinstance(table.c[name].type, DateTime))
 
@@ -42,11 +46,11 @@ class Batch:
         return ", ".join([self.mark] * n)
 
     def execute(self, sql: str, params: Row) -> None:
-        self._ops.append((sql, [params], False))
+        self._ops.append((sql, [params if self.pg else _sqlite_row(params)], False))
 
     def executemany(self, sql: str, rows: list[Row]) -> None:
         if rows:
-            self._ops.append((sql, rows, True))
+            self._ops.append((sql, rows if self.pg else [_sqlite_row(r) for r in rows], True))
 
     def insert(self, table: Table, cols: Sequence[str], rows: list[Row]) -> None:
         if not rows:
@@ -55,11 +59,12 @@ class Batch:
             self._copies[len(self._ops)] = (table, cols, rows)
             self._ops.append(("", [], True))
             return
-        if not self.pg:
+        if not self.pg:  # only the DateTime columns need converting (millions of index rows in an import)
             positions = _datetime_positions(table, cols)
             if positions:
                 rows = [tuple(sqlite_datetime(v) if i in positions else v for i, v in enumerate(r)) for r in rows]
-        self.executemany(f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({self.marks(len(cols))})", rows)
+        sql = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({self.marks(len(cols))})"
+        self._ops.append((sql, rows, True))
 
     def run(self) -> None:
         ops, self._ops = self._ops, []
@@ -68,8 +73,7 @@ class Batch:
             return
         if not self.pg:
             for sql, rows, many in ops:
-                params = [tuple(sqlite_datetime(v) for v in r) for r in rows]
-                self.c.exec_driver_sql(sql, params if many else params[0])
+                self.c.exec_driver_sql(sql, rows if many else rows[0])
             return
         raw = self.c.connection.driver_connection
         sql = ""

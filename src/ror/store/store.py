@@ -119,6 +119,8 @@ class WriteEvent:
 
 
 Observer = Callable[[Connection, list[WriteEvent]], None]
+# an observer that only writes: its statements join the write's own batch (one round trip on PostgreSQL)
+BatchedObserver = Callable[[Connection, Batch, list[WriteEvent]], None]
 
 
 @dataclass(frozen=True)
@@ -210,10 +212,27 @@ class ResourceStore:
         self.region_of = region_of
         self._sqlite = is_sqlite(engine)
         self.observers: dict[str, list[Observer]] = {}
+        self.batched_observers: dict[str, list[BatchedObserver]] = {}
 
     def observe(self, res_type: str, observer: Observer) -> None:
-        """Call `observer(conn, events)` in the transaction of every write of `res_type`."""
+        """Call `observer(conn, events)` in the transaction of every write of `res_type`, after the write's own
+        statements (it may read the new versions and their index rows)."""
         self.observers.setdefault(res_type, []).append(observer)
+
+    def observe_batched(self, res_type: str, observer: BatchedObserver) -> None:
+        """Call `observer(conn, batch, events)` in the transaction of every write of `res_type`: it adds its
+        statements to the write's batch (run with the write's own, before the other observers)."""
+        if observer not in self.batched_observers.get(res_type, []):
+            self.batched_observers.setdefault(res_type, []).append(observer)
+
+    def _notify_batched(self, c: Connection, batch: Batch, events: list[WriteEvent]) -> None:
+        by_type: dict[str, list[WriteEvent]] = {}
+        for e in events:
+            if e.res_type in self.batched_observers:
+                by_type.setdefault(e.res_type, []).append(e)
+        for rt, evs in by_type.items():
+            for obs in self.batched_observers[rt]:
+                obs(c, batch, evs)
 
     def _notify(self, c: Connection, events: list[WriteEvent]) -> None:
         by_type: dict[str, list[WriteEvent]] = {}
@@ -403,7 +422,11 @@ class ResourceStore:
                     content=marker,
                 )
             )
-            self._notify(c, [WriteEvent(res_type, res_id, cur.pk, vid, now, cur.content, None, author, cur.region)])
+            events = [WriteEvent(res_type, res_id, cur.pk, vid, now, cur.content, None, author, cur.region)]
+            batch = Batch(c)
+            self._notify_batched(c, batch, events)
+            batch.run()
+            self._notify(c, events)
             return Stored(res_type, res_id, vid, now, True, marker, "DELETE")
 
     def bulk_upsert(
@@ -762,18 +785,17 @@ class ResourceStore:
             [(p.pk, p.version_id, p.created, False, method, author, None) for p in pending],
         )
         self._insert_indexes(batch, pending)
+        observed = any(p.res_type in self.observers or p.res_type in self.batched_observers for p in pending)
+        events = [
+            WriteEvent(p.res_type, p.res_id, p.pk, p.version_id, p.created, p.previous, p.content, author, p.region)
+            for p in pending
+            if observed and p.pk is not None
+        ]
+        if events:
+            self._notify_batched(c, batch, events)
         batch.run()
-        if any(p.res_type in self.observers for p in pending):
-            self._notify(
-                c,
-                [
-                    WriteEvent(
-                        p.res_type, p.res_id, p.pk, p.version_id, p.created, p.previous, p.content, author, p.region
-                    )
-                    for p in pending
-                    if p.pk is not None
-                ],
-            )
+        if events:
+            self._notify(c, events)
 
     def _next_pks(self, c: Connection, n: int) -> list[int]:
         """Primary keys for n new resources, taken before the insert so that the rows go in one executemany
