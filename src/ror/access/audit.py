@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, Engine, exists, insert, literal, or_, select
 
@@ -51,36 +52,9 @@ def record_many(target: Engine | Connection, rows: list[dict[str, object]]) -> N
             c.execute(insert(audit_event), rows)
 
 
-def record(
-    target: Engine | Connection,
-    *,
-    actor_type: str,
-    actor_id: str | None,
-    action: str,
-    outcome: str,
-    res_type: str | None = None,
-    res_id: str | None = None,
-    version_id: int | None = None,
-    remote_addr: str | None = None,
-    detail: str | None = None,
-) -> None:
-    row = entry(
-        actor_type=actor_type,
-        actor_id=actor_id,
-        action=action,
-        outcome=outcome,
-        res_type=res_type,
-        res_id=res_id,
-        version_id=version_id,
-        remote_addr=remote_addr,
-        detail=detail,
-    )
-    stmt = insert(audit_event).values(**row)
-    if isinstance(target, Connection):
-        target.execute(stmt)
-    else:
-        with target.begin() as c:
-            c.execute(stmt)
+def record(target: Engine | Connection, **fields: Any) -> None:
+    """One audit row (the fields of `entry`)."""
+    record_many(target, [entry(**fields)])
 
 
 def failure_entry(
