@@ -44,11 +44,11 @@ from pathlib import Path
 from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from sqlalchemy import Connection, Engine, delete, func, insert, select, text
+from sqlalchemy import Connection, Engine, delete, event, func, insert, select, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import peak_rss_mb, write_result
-from ror.capacity import projection
+from ror.capacity import projection, stream
 from ror.capacity.model import KEY_FIELDS, Indicator, indicators_of
 from ror.config import get_settings
 from ror.db import migrate
@@ -99,11 +99,11 @@ WARD_BEDS: dict[str, tuple[int, int]] = {
     "sc": (6, 10),
     "neonat": (6, 12),
     "uhcd": (6, 12),
-    "smr": (14, 22),
-    "usld": (16, 26),
+    "smr": (12, 20),
+    "usld": (14, 22),
 }
-DEFAULT_WARD = (10, 16)
-LIVING_UNIT = (8, 12)  # places per living unit of an accommodation establishment
+DEFAULT_WARD = (8, 14)
+LIVING_UNIT = (6, 10)  # places per living unit of an accommodation establishment
 
 # One consultation offer (no capacity) per discipline of a hospital; NOS codes known to directory/units.py.
 CONSULTATIONS: dict[str, UnitType] = {
@@ -352,7 +352,8 @@ class DatasetReport:
     def step(self, name: str, rows: int, started: float) -> None:
         self.steps.append(Step(name, rows, round(time.perf_counter() - started, 1)))
         last = self.steps[-1]
-        print(f"{name}: {rows:,} rows in {last.seconds:,.1f} s ({last.per_s:,.0f} rows/s)", flush=True)
+        rss = f"peak RSS so far {peak_rss_mb():,.0f} MB"
+        print(f"{name}: {rows:,} rows in {last.seconds:,.1f} s ({last.per_s:,.0f} rows/s), {rss}", flush=True)
 
     def as_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items() if k not in ("steps", "written")}
@@ -600,6 +601,15 @@ def database_mb(engine: Engine) -> float:
         return round(int(c.execute(text("SELECT pg_database_size(current_database())")).scalar_one()) / 1e6, 1)
 
 
+def forget_stream_changes(engine: Engine) -> None:
+    """No server here: drop the changes the projection keeps on the connection for the live stream at each commit
+    (as the server's stream does) — else they pile up on the pooled connection, ~2 KB per indicator."""
+
+    @event.listens_for(engine, "commit")
+    def _forget(conn: Connection) -> None:
+        conn.info.pop(stream.INFO_KEY, None)
+
+
 def current_hour() -> datetime:
     return datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 
@@ -620,6 +630,7 @@ def build(
     scope = Scope.parse(SIZES[size])
     report = DatasetReport(size, str(scope), seed, at.isoformat(), days)
     engine = make_engine(url)
+    forget_stream_changes(engine)
     try:
         migrate.upgrade(engine)
         reference_data(engine, reference, report)
