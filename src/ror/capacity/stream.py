@@ -96,7 +96,10 @@ def remember(conn: Connection, changes: list[dict[str, Any]], batch: Batch | Non
     """Called by the projection inside the write transaction (the NOTIFY statements join `batch` when given)."""
     if not changes:
         return
-    conn.info.setdefault(INFO_KEY, []).extend(changes)
+    if getattr(conn.engine, "_ror_brokers", None) is not None:
+        # kept for this process's subscribers until the commit (SQLite) — only where `install` put the listeners
+        # that take them off the connection again (a command-line load has none: they piled up in memory)
+        conn.info.setdefault(INFO_KEY, []).extend(changes)
     if not is_sqlite(conn.engine):
         for payload in _payloads(changes):
             if batch is not None:
