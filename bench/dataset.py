@@ -44,11 +44,11 @@ from pathlib import Path
 from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from sqlalchemy import Connection, Engine, delete, event, func, insert, select, text
+from sqlalchemy import Connection, Engine, delete, func, insert, select, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import peak_rss_mb, write_result
-from ror.capacity import projection, stream
+from ror.capacity import projection
 from ror.capacity.model import KEY_FIELDS, Indicator, indicators_of
 from ror.config import get_settings
 from ror.db import migrate
@@ -601,15 +601,6 @@ def database_mb(engine: Engine) -> float:
         return round(int(c.execute(text("SELECT pg_database_size(current_database())")).scalar_one()) / 1e6, 1)
 
 
-def forget_stream_changes(engine: Engine) -> None:
-    """No server here: drop the changes the projection keeps on the connection for the live stream at each commit
-    (as the server's stream does) — else they pile up on the pooled connection, ~2 KB per indicator."""
-
-    @event.listens_for(engine, "commit")
-    def _forget(conn: Connection) -> None:
-        conn.info.pop(stream.INFO_KEY, None)
-
-
 def current_hour() -> datetime:
     return datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 
@@ -630,7 +621,6 @@ def build(
     scope = Scope.parse(SIZES[size])
     report = DatasetReport(size, str(scope), seed, at.isoformat(), days)
     engine = make_engine(url)
-    forget_stream_changes(engine)
     try:
         migrate.upgrade(engine)
         reference_data(engine, reference, report)
