@@ -83,7 +83,7 @@ from ror.directory.units import (
 from ror.geo.service import Geography
 from ror.store import ResourceStore, UpsertCounts
 
-SIZES = {"region": "region:53", "national": "national"}
+SIZES = {"departement": "departement:22", "region": "region:53", "national": "national"}  # 22: the tests' size
 DEFAULT_SEED = 2026
 AUTHOR = "dataset"
 SAE_YEAR = 2023
