@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Engine, delete, func, insert, select, update
 
 from ror.access import audit
 from ror.access.policy import Profile
@@ -245,26 +245,32 @@ class PersonRegistry:
         now = now or utcnow()
         email = email.strip().lower()
         refused = LoginResult(None, "Adresse électronique ou mot de passe incorrect.")
-        with self.engine.begin() as c:
+        # The password is checked (~90 ms of argon2) outside any transaction; the bookkeeping is then one short
+        # write transaction that takes the write lock up front (BEGIN IMMEDIATE on SQLite: a deferred transaction
+        # that read first could not become a writer once other writers had committed — logins failed with
+        # "database is locked" under a capacity feed).
+        with self.engine.connect() as c:
             row = c.execute(select(person).where(person.c.email == email)).first()
-            if row is None:
-                _verify(_DUMMY_HASH, password)  # same cost as a real check: no timing oracle on emails
-                audit.record(c, **_login(email, "denied", remote_addr, "unknown account"))
-                return refused
-            if row.locked_until is not None and row.locked_until > now:
-                audit.record(c, **_login(email, "denied", remote_addr, "account locked"))
-                until = row.locked_until.strftime("%H:%M")
-                return LoginResult(
-                    None, f"Compte verrouillé après {MAX_FAILURES} échecs : réessayez après {until} (UTC)."
+        if row is None:
+            _verify(_DUMMY_HASH, password)  # same cost as a real check: no timing oracle on emails
+            audit.record(self.engine, **_login(email, "denied", remote_addr, "unknown account"))
+            return refused
+        if row.locked_until is not None and row.locked_until > now:
+            audit.record(self.engine, **_login(email, "denied", remote_addr, "account locked"))
+            until = row.locked_until.strftime("%H:%M")
+            return LoginResult(None, f"Compte verrouillé après {MAX_FAILURES} échecs : réessayez après {until} (UTC).")
+        matches = _verify(row.password_hash, password)
+        with self.engine.connect().execution_options(ror_write=True) as c, c.begin():
+            by_pk = person.c.pk == row.pk
+            if not matches:  # counted in the database: concurrent wrong attempts all count
+                c.execute(
+                    update(person).where(by_pk).values(failed_attempts=func.coalesce(person.c.failed_attempts, 0) + 1)
                 )
-            if not _verify(row.password_hash, password):
-                failures = int(row.failed_attempts or 0) + 1
-                values: dict[str, object] = {"failed_attempts": failures}
+                failures = int(c.execute(select(person.c.failed_attempts).where(by_pk)).scalar_one())
                 detail = f"wrong password ({failures} consecutive)"
                 if failures >= MAX_FAILURES:
-                    values = {"failed_attempts": 0, "locked_until": now + LOCKOUT}
+                    c.execute(update(person).where(by_pk).values(failed_attempts=0, locked_until=now + LOCKOUT))
                     detail += f"; locked for {int(LOCKOUT.total_seconds() // 60)} min"
-                c.execute(update(person).where(person.c.pk == row.pk).values(**values))
                 audit.record(c, **_login(email, "denied", remote_addr, detail))
                 if failures >= MAX_FAILURES:
                     return LoginResult(
@@ -276,10 +282,10 @@ class PersonRegistry:
             if not row.active:
                 audit.record(c, **_login(email, "denied", remote_addr, "account disabled"))
                 return LoginResult(None, "Ce compte est désactivé : contactez votre administrateur.")
-            values = {"failed_attempts": 0, "locked_until": None, "last_login": now}
+            values: dict[str, object] = {"failed_attempts": 0, "locked_until": None, "last_login": now}
             if _hasher.check_needs_rehash(row.password_hash):
                 values["password_hash"] = _hasher.hash(password)
-            c.execute(update(person).where(person.c.pk == row.pk).values(**values))
+            c.execute(update(person).where(by_pk).values(**values))
             audit.record(c, **_login(email, "success", remote_addr, None))
         return LoginResult(_row_to_person(row))
 
