@@ -23,6 +23,7 @@ def main() -> int:
     for script in SCRIPTS:
         print(f"\n=== {' '.join(script)} ===", flush=True)
         failed |= subprocess.call([sys.executable, str(HERE / script[0]), *script[1:]])
+    subprocess.call([sys.executable, str(HERE / "summary.py")])  # one table of the headline figures + JSON
     return failed
 
 
