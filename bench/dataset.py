@@ -37,7 +37,6 @@ import sqlite3
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -170,26 +169,6 @@ SPLIT = {"ehpad", "mas", "fam", "hpa", "foyer"}  # place counts split into livin
 
 def unit_type(key: str) -> UnitType:
     return EXTRA_TYPES.get(key) or UNIT_TYPES[key]
-
-
-# --- store: one bulk-load block for the whole dataset --------------------------------------------------------------
-class DatasetStore(ResourceStore):
-    """`bulk_load` is re-entrant: an importer that opens its own block (the FINESS import) joins the dataset's
-    instead of rebuilding the indexes when it ends."""
-
-    depth = 0
-
-    @contextmanager
-    def bulk_load(self) -> Iterator[bool]:
-        if self.depth:
-            yield True
-            return
-        self.depth += 1
-        try:
-            with super().bulk_load() as on:
-                yield on
-        finally:
-            self.depth -= 1
 
 
 # --- capacity indicators -----------------------------------------------------------------------------------------
@@ -625,7 +604,7 @@ def build(
         migrate.upgrade(engine)
         reference_data(engine, reference, report)
         geography = Geography(engine)
-        store = DatasetStore(engine, region_of=geography.region_of_commune)
+        store = ResourceStore(engine, region_of=geography.region_of_commune)  # bulk_load blocks nest
         projection.install(store)
         simulator = RichSimulator(seed, at)
         with store.bulk_load() as bulk:

@@ -227,3 +227,27 @@ def test_analyze_persists_planner_statistics(store: ResourceStore) -> None:
             q = "SELECT count(*) FROM pg_stat_user_tables WHERE relname = 'resource' AND last_analyze IS NOT NULL"
             n = c.execute(text(q)).scalar_one()
     assert n > 0
+
+
+def test_nested_bulk_load_joins_the_outer_block(store: ResourceStore) -> None:
+    """An importer that opens its own bulk-load block inside a larger load must not rebuild the indexes when its
+    block ends: they are built once, when the outermost block does."""
+    from sqlalchemy import inspect
+
+    from ror.db.tables import BULK_DROPPABLE_INDEXES
+
+    name = BULK_DROPPABLE_INDEXES[0].name
+    table = BULK_DROPPABLE_INDEXES[0].table.name
+
+    def present() -> bool:
+        return name in {ix["name"] for ix in inspect(store.engine).get_indexes(table)}
+
+    assert present()
+    with store.bulk_load() as outer:
+        assert outer and not present()
+        with store.bulk_load() as inner:
+            assert inner
+            store.bulk_upsert([dict(ORG, id="org-nested")])
+        assert not present()  # the inner block ended: still in bulk mode
+    assert present()
+    assert store.read("Organization", "org-nested").version_id == 1

@@ -213,6 +213,7 @@ class ResourceStore:
         self._sqlite = is_sqlite(engine)
         self.observers: dict[str, list[Observer]] = {}
         self.batched_observers: dict[str, list[BatchedObserver]] = {}
+        self._bulk: bool | None = None  # inside a bulk_load block: whether its bulk mode is on
 
     def observe(self, res_type: str, observer: Observer) -> None:
         """Call `observer(conn, events)` in the transaction of every write of `res_type`, after the write's own
@@ -254,20 +255,29 @@ class ResourceStore:
         index tables and of the version table are dropped during the load and built once at the end — one
         sort instead of millions of random B-tree insertions. Yields whether that mode is on; on a store that
         already holds data nothing changes (readers keep their indexes). The indexes are rebuilt even when the
-        load fails; a process killed meanwhile leaves them to `ensure_indexes` (run by every migration)."""
+        load fails; a process killed meanwhile leaves them to `ensure_indexes` (run by every migration). A block
+        opened inside another (an importer called by a larger load) joins it: the indexes are built once, when
+        the outermost block ends."""
+        if self._bulk is not None:
+            yield self._bulk
+            return
         with self.read_conn() as c:
             empty = c.execute(select(resource.c.pk).limit(1)).first() is None
-        if not empty:
-            yield False
-            return
-        with self.write_tx() as c:
-            for ix in BULK_DROPPABLE_INDEXES:
-                ix.drop(c, checkfirst=True)
+        self._bulk = empty
         try:
-            yield True
-        finally:
+            if not empty:
+                yield False
+                return
             with self.write_tx() as c:
-                ensure_indexes(c)
+                for ix in BULK_DROPPABLE_INDEXES:
+                    ix.drop(c, checkfirst=True)
+            try:
+                yield True
+            finally:
+                with self.write_tx() as c:
+                    ensure_indexes(c)
+        finally:
+            self._bulk = None
 
     @contextmanager
     def read_conn(self) -> Iterator[Connection]:
