@@ -42,6 +42,7 @@ from sqlalchemy import and_, select
 
 from common import fresh_postgres, percentiles, write_result
 from ror.access.clients import ClientRegistry
+from ror.capacity import patch
 from ror.db.engine import make_engine
 from ror.db.tables import capacity, idx_reference, resource
 from ror.directory import ids
@@ -83,19 +84,8 @@ def patch_body(unit: Unit, nb: int) -> dict[str, Any]:
     ]
     if unit.gender:
         ext.append(_cc("genderCapacityAvailable", ids.TRE_R332, unit.gender))
-    return {
-        "resourceType": "Parameters",
-        "parameter": [
-            {
-                "name": "operation",
-                "part": [
-                    {"name": "type", "valueString": "replace"},
-                    {"name": "path", "valueString": f"Location.extension.where(url='{ids.EXT_CAPACITY}'{conds})"},
-                    {"name": "value", "part": [{"extension": [{"url": ids.EXT_CAPACITY, "extension": ext}]}]},
-                ],
-            }
-        ],
-    }
+    path = f"Location.extension.where(url='{ids.EXT_CAPACITY}'{conds})"
+    return patch.parameters(patch.operation("replace", path, [{"url": ids.EXT_CAPACITY, "extension": ext}]))
 
 
 # --- setup ----------------------------------------------------------------------------------------------------

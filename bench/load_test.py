@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import fresh_postgres, write_result
 from ror.access.clients import ClientRegistry
 from ror.access.people import PersonRegistry
+from ror.capacity import patch
 from ror.capacity.model import CAPACITY_URL, indicators_of
 from ror.db.engine import make_engine
 from ror.db.tables import capacity, capacity_event, resource, resource_version
@@ -150,19 +151,7 @@ def feeder_units(url: str, limit: int) -> list[Unit]:
 def patch_parameters(unit: Unit, nb: int) -> dict[str, Any]:
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     ext = dataclasses.replace(unit.indicator, nb=nb, update_date=now).to_extension()
-    return {
-        "resourceType": "Parameters",
-        "parameter": [
-            {
-                "name": "operation",
-                "part": [
-                    {"name": "type", "valueString": "replace"},
-                    {"name": "path", "valueString": unit.selector},
-                    {"name": "value", "part": [{"extension": [ext]}]},
-                ],
-            }
-        ],
-    }
+    return patch.parameters(patch.operation("replace", unit.selector, [ext]))
 
 
 def patch_body(unit: Unit, nb: int) -> bytes:

@@ -124,6 +124,22 @@ def _extensions_from_value(part: dict[str, Any]) -> list[Any]:
     return out
 
 
+def operation(kind: str, path: str, extensions: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """One FHIRPath Patch operation as a feeder sends it (docs/ror-fhir-api.md §3.4): `replace` / `delete` of the
+    indicator selected by `path`, or `add` of new ones to `Location`; `extensions` are capacity extensions."""
+    parts: list[dict[str, Any]] = [{"name": "type", "valueCode": kind}, {"name": "path", "valueString": path}]
+    if kind == "add":
+        parts.append({"name": "name", "valueString": "extension"})
+    if extensions:
+        parts.append({"name": "value", "part": [{"extension": extensions}]})
+    return {"name": "operation", "part": parts}
+
+
+def parameters(*operations: dict[str, Any]) -> dict[str, Any]:
+    """The `Parameters` body of a capacity PATCH (built with `operation`)."""
+    return {"resourceType": "Parameters", "parameter": list(operations)}
+
+
 def parse_parameters(body: Any) -> list[Operation]:
     ops: list[Operation] = []
     for raw in raw_operations(body):

@@ -31,6 +31,7 @@ from sqlalchemy import Engine, insert, select, update
 
 from ror.access.policy import Profile
 from ror.access.tokens import Caller
+from ror.capacity import patch
 from ror.capacity.crisis import DEFAULT_CRISIS_FRESHNESS_MIN, Crisis, CrisisRegistry
 from ror.capacity.model import CAPACITY_URL, Indicator, indicators_of
 from ror.capacity.patch import CAP_PATH
@@ -112,16 +113,11 @@ def supplementary_path(crisis_type: str) -> str:
 
 
 def _op(kind: str, path: str, indicators: list[Indicator] | None = None) -> dict[str, Any]:
-    parts: list[dict[str, Any]] = [{"name": "type", "valueCode": kind}, {"name": "path", "valueString": path}]
-    if kind == "add":
-        parts.append({"name": "name", "valueString": "extension"})
-    if indicators:
-        parts.append({"name": "value", "part": [{"extension": [i.to_extension() for i in indicators]}]})
-    return {"name": "operation", "part": parts}
+    return patch.operation(kind, path, [i.to_extension() for i in indicators] if indicators else None)
 
 
 def _parameters(ops: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"resourceType": "Parameters", "parameter": ops}
+    return patch.parameters(*ops)
 
 
 @dataclass(frozen=True)
