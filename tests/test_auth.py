@@ -172,3 +172,17 @@ def test_what_each_caller_sees_over_http(http: TestClient, clients: ClientRegist
     hist = http.get("/fhir/Location/loc-mco/_history").json()
     assert not [e for e in hist["entry"][0]["resource"]["extension"] if "supported-capacity" in e["url"]]
     assert http.get("/fhir/Location/loc-secret/_history").status_code == 404
+
+
+def test_security_headers_on_every_response(http: TestClient, clients: ClientRegistry) -> None:
+    """Set by the authentication middleware on answers, refusals (401) and pages alike."""
+    expected = {"x-content-type-options": "nosniff", "x-frame-options": "DENY", "referrer-policy": "same-origin"}
+    token = _token(http, clients, 1)
+    for r in (
+        http.get("/fhir/metadata"),
+        http.get("/fhir/Location", headers={"Authorization": f"Bearer {token}"}),
+        http.get("/fhir/Location", headers={"Authorization": "Bearer not-a-token"}),
+        http.get("/health"),
+    ):
+        assert {k: r.headers.get(k) for k in expected} == expected, (r.status_code, dict(r.headers))
+    assert http.get("/fhir/Location", headers={"Authorization": "Bearer not-a-token"}).status_code == 401

@@ -11,10 +11,10 @@ import math
 import os
 import time
 from collections import defaultdict, deque
-from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ror.access import audit
 from ror.access.clients import ClientRegistry
@@ -115,13 +115,39 @@ def install_auth(app: object, tokens: TokenService) -> None:
     app.state.token_limiter = RateLimiter(*TOKEN_RATE)  # type: ignore[attr-defined]
     app.state.write_limiter = RateLimiter(*write_rate())  # type: ignore[attr-defined]
 
-    @app.middleware("http")  # type: ignore[attr-defined]
-    async def authenticate(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    app.add_middleware(Authenticate, tokens=tokens)  # type: ignore[attr-defined]
+
+
+SECURITY_HEADERS = ((b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"))
+SECURITY_HEADERS += ((b"referrer-policy", b"same-origin"),)
+
+
+class Authenticate:
+    """Pure ASGI middleware (a `BaseHTTPMiddleware` cost a task group and memory streams per request): sets
+    `request.state.caller` from the bearer token (401 OperationOutcome for a bad one), applies the per-client write
+    quota (429 + Retry-After) and adds the security headers to every response."""
+
+    def __init__(self, app: ASGIApp, tokens: TokenService) -> None:
+        self.app = app
+        self.tokens = tokens
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        refused = self._refusal(request)
+        if refused is not None:
+            await refused(scope, receive, _secured(send))
+            return
+        await self.app(scope, receive, _secured(send))
+
+    def _refusal(self, request: Request) -> Response | None:
         auth = request.headers.get("authorization", "")
         caller: Caller = ANONYMOUS
         if auth.lower().startswith("bearer "):
             try:
-                caller = tokens.verify(auth[7:].strip())
+                caller = self.tokens.verify(auth[7:].strip())
             except TokenError as exc:
                 return outcome_response(
                     401,
@@ -140,8 +166,16 @@ def install_auth(app: object, tokens: TokenService) -> None:
                     [Issue("error", "throttled", f"too many writes: at most {limiter.limit} per {limiter.window:g} s")],
                     headers={"Retry-After": str(wait)},
                 )
-        response = await call_next(request)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        return response
+        return None
+
+
+def _secured(send: Send) -> Send:
+    async def send_secured(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers") or [])
+            present = {name.lower() for name, _ in headers}
+            headers += [(name, value) for name, value in SECURITY_HEADERS if name not in present]
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return send_secured
