@@ -106,6 +106,8 @@ def _plan(
     scale: str,
     fraction: float,
 ) -> ReplayPlan:
+    """The replay plan (its build time printed)."""
+    t0 = time.perf_counter()
     k, basis = _scale(scale, fraction, scenario, curves, scope)
     plan = build_plan(
         curves,
@@ -120,6 +122,7 @@ def _plan(
     )
     if basis == "national" and k is None:  # national scope: the perimeter is the nation
         plan = replace(plan, scale_basis="national")
+    console.print(f"plan construit en {time.perf_counter() - t0:.2f} s")
     return plan
 
 
@@ -183,7 +186,6 @@ def start(
             console.print(
                 f"[yellow]{len(selection.orphans)} unités sans établissement (EG) connu : non rejouées[/yellow]"
             )
-        t0 = time.perf_counter()
         plan = _plan(
             sc,
             curves,
@@ -195,7 +197,6 @@ def start(
             scale=scale,
             fraction=fraction,
         )
-        console.print(f"plan construit en {time.perf_counter() - t0:.2f} s")
         _summary(plan, sc, pace)
         with _served(engine, serve, port):
             result = _replay(engine, plan, sc, territory, pace, freshness)
@@ -339,7 +340,6 @@ def plan_cmd(
         territory = Scope.parse(scope)
         assert ref is not None
         units = units_from_sae(ref, territory, sc.activity)
-        t0 = time.perf_counter()
         plan = _plan(
             sc,
             curves,
@@ -351,8 +351,6 @@ def plan_cmd(
             scale=scale,
             fraction=fraction,
         )
-        built = time.perf_counter() - t0
-    console.print(f"plan construit en {built:.2f} s")
     _summary(plan, sc, None)
     peak = plan.peak_step()
     rows = sorted(

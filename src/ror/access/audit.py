@@ -80,18 +80,11 @@ def failure_entry(
 
 
 def failure(
-    target: Engine | Connection,
-    caller: Caller,
-    exc: RorError,
-    *,
-    action: str,
-    res_type: str | None,
-    res_id: str | None,
-    remote_addr: str | None = None,
-    detail: str | None = None,
+    target: Engine | Connection, caller: Caller, exc: RorError, *, detail: str | None = None, **where: Any
 ) -> None:
-    """Record a write the caller asked for and did not get (`failure_entry`)."""
-    row = failure_entry(caller, exc, action=action, res_type=res_type, res_id=res_id, remote_addr=remote_addr)
+    """Record a write the caller asked for and did not get (`failure_entry`, whose keywords `where` are: action,
+    res_type, res_id, remote_addr); `detail` replaces the error's diagnostics."""
+    row = failure_entry(caller, exc, **where)
     if detail is not None:
         row["detail"] = detail[:2000]
     record_many(target, [row])

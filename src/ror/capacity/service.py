@@ -112,6 +112,24 @@ class CapacityService:
         assert self.terminology is not None
         return self.terminology.validate(vs, system, code)
 
+    def _changed(
+        self,
+        conn: Connection,
+        caller: Caller,
+        current: Stored,
+        ops: list[fhirpatch.Operation],
+        owners: dict[str, set[str]] | None = None,
+    ) -> tuple[dict[str, Any], list[Indicator]]:
+        """The Location after the patch, and its indicators: the caller's rights checked, the indicators
+        validated (codes and combinations); raises when refused."""
+        res = current.resource()
+        require_write(conn, caller, res, owners)
+        new = fhirpatch.apply(indicators_of(res), ops)
+        validate_indicators(new, self._validate_code if self.terminology else None)
+        others = [e for e in res.get("extension") or [] if e.get("url") != CAPACITY_URL]
+        res["extension"] = others + [i.to_extension() for i in new]
+        return res, new
+
     def patch(
         self,
         caller: Caller,
@@ -126,13 +144,7 @@ class CapacityService:
         outcome: list[Indicator] = []
 
         def change(current: Stored) -> dict[str, Any]:
-            res = current.resource()
-            require_write(conn, caller, res)
-            new = fhirpatch.apply(indicators_of(res), ops)
-            validate_indicators(new, self._validate_code if self.terminology else None)
-            others = [e for e in res.get("extension") or [] if e.get("url") != CAPACITY_URL]
-            res["extension"] = others + [i.to_extension() for i in new]
-            outcome[:] = new
+            res, outcome[:] = self._changed(conn, caller, current, ops)
             return res
 
         try:
@@ -190,13 +202,7 @@ class CapacityService:
 
                 def change_for(i: int) -> Callable[[Stored], dict[str, Any]]:
                     def change(current: Stored) -> dict[str, Any]:
-                        res = current.resource()
-                        require_write(conn, caller, res, owners)
-                        new = fhirpatch.apply(indicators_of(res), ops[i])
-                        validate_indicators(new, self._validate_code if self.terminology else None)
-                        others = [e for e in res.get("extension") or [] if e.get("url") != CAPACITY_URL]
-                        res["extension"] = others + [ind.to_extension() for ind in new]
-                        outcomes[i] = new
+                        res, outcomes[i] = self._changed(conn, caller, current, ops[i], owners)
                         return res
 
                     return change

@@ -63,15 +63,6 @@ _CURRENT_MANY = (
     .order_by(resource.c.res_id)
 )
 _EXISTS = select(resource.c.pk).where(*_BY_KEY, resource.c.deleted.is_(False))
-_KEEP_VERSION_CONTENT = (
-    update(resource_version)
-    .where(
-        resource_version.c.resource_pk == bindparam("b_pk"),
-        resource_version.c.version_id == bindparam("b_vid"),
-        resource_version.c.content.is_(None),
-    )
-    .values(content=bindparam("b_content"))
-)
 
 
 def _versions() -> Any:
@@ -416,8 +407,8 @@ class ResourceStore:
             batch = Batch(c)
             for table in _INDEX_COLS:
                 _delete_rows(batch, table.name, [cur.pk], ())
+            _supersede(batch, [(cur.content, cur.pk, cur.version_id)])
             batch.run()
-            self._supersede(c, [(cur.pk, cur.version_id, cur.content)])
             c.execute(
                 update(resource).where(resource.c.pk == cur.pk).values(version_id=vid, last_updated=now, deleted=True)
             )
@@ -778,12 +769,8 @@ class ResourceStore:
         )
         if old:
             self._clear_indexes(batch, old)
+            _supersede(batch, [(p.previous, p.pk, p.version_id - 1) for p in old if p.previous])
             m = batch.mark
-            batch.executemany(
-                f"UPDATE resource_version SET content = {m} WHERE resource_pk = {m} AND version_id = {m}"
-                " AND content IS NULL",
-                [(p.previous, p.pk, p.version_id - 1) for p in old if p.previous],
-            )
             batch.executemany(
                 f"UPDATE resource SET version_id = {m}, last_updated = {m}, deleted = {m}, region = {m},"
                 f" content_hash = {m}, content = {m} WHERE pk = {m}",
@@ -818,14 +805,6 @@ class ResourceStore:
             text("SELECT nextval(pg_get_serial_sequence('resource', 'pk')) FROM generate_series(1, :n)"), {"n": n}
         )
         return [int(r[0]) for r in rows]
-
-    @staticmethod
-    def _supersede(c: Connection, versions: list[tuple[Any, int, str | None]]) -> None:
-        """Before a new version replaces the current one, keep the current content in its version row (it was
-        NULL there, meaning "same as resource.content")."""
-        rows = [{"b_pk": pk, "b_vid": vid, "b_content": content} for pk, vid, content in versions if content]
-        if rows:
-            c.execute(_KEEP_VERSION_CONTENT, rows)
 
     def _insert_indexes(self, batch: Batch, pending: Iterable[_Pending]) -> None:
         buckets: dict[Any, list[tuple[Any, ...]]] = {table: [] for table in _INDEX_COLS}
@@ -892,6 +871,16 @@ class ResourceStore:
             done += len(rows)
             if progress is not None:
                 progress(len(rows))
+
+
+def _supersede(batch: Batch, versions: list[tuple[str, int | None, int]]) -> None:
+    """(content, resource_pk, version_id): before a new version replaces the current one, keep the current
+    content in its version row (NULL there until then, meaning "same as resource.content")."""
+    m = batch.mark
+    batch.executemany(
+        f"UPDATE resource_version SET content = {m} WHERE resource_pk = {m} AND version_id = {m} AND content IS NULL",
+        versions,
+    )
 
 
 def _delete_rows(batch: Batch, table: str, pks: list[int], params: tuple[str, ...]) -> None:
