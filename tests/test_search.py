@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from ror.directory import ids
@@ -38,6 +39,7 @@ def run(store: ResourceStore):
         items = [tuple(p.split("=", 1)) for p in query.split("&") if p]
         return engine.search(parser.parse(res_type, items))  # type: ignore[arg-type]
 
+    _run.engine = engine  # type: ignore[attr-defined]
     return _run
 
 
@@ -201,3 +203,44 @@ def test_string_starts_with_is_an_exact_prefix_range(store: ResourceStore) -> No
     assert names_for("sain") == [n for n in sorted(names) if n.lower().startswith("sain")]
     assert names_for("sain€") == ["Sain€"]
     assert names_for("zz") == []
+
+
+def test_cached_plan_reads_the_database_every_time(store: ResourceStore) -> None:
+    """The engine keeps each query's statements, never its answers: a write is seen by the next search of the same
+    query (matches, total and includes), and a deletion too."""
+    populate(store)
+    parser = QueryParser(default_registry(), make_system_resolver(lookup), CENTROIDS.get)
+    engine = SearchEngine(store.engine)
+    items = [("specialty", "R211|126"), ("_include", "HealthcareService:location")]
+
+    def search() -> SearchResult:
+        return engine.search(parser.parse("HealthcareService", items))
+
+    before = search()
+    assert ids_of(before) == ["hs-rea-rennes"] and before.total == 1
+    copy = orjson.loads(store.read("HealthcareService", "hs-rea-rennes").content)
+    copy["id"] = "hs-rea-rennes-2"
+    store.update("HealthcareService", "hs-rea-rennes-2", copy)
+    after = search()
+    assert len(engine._plans) == 1  # the same plan served both searches
+    assert ids_of(after) == ["hs-rea-rennes", "hs-rea-rennes-2"] and after.total == 2
+    assert [i.res_id for i in after.included] == ["loc-rea-rennes"]
+    store.delete("HealthcareService", "hs-rea-rennes")
+    assert ids_of(search()) == ["hs-rea-rennes-2"] and search().total == 1
+
+
+def test_total_from_a_complete_first_page_and_from_a_count(run) -> None:
+    """A first page holding every match gives the total without counting; otherwise the total is counted."""
+    assert run("Location", "").total == 3
+    partial = run("Location", "_count=2")
+    assert partial.total == 3 and len(partial.matches) == 2 and partial.next_cursor
+    last = run("Location", f"_count=2&_cursor={partial.next_cursor}")
+    assert last.total == 3 and len(last.matches) == 1
+    assert run("Location", "_count=3").total == 3
+    assert run("Location", "_total=none").total is None
+
+
+def test_clock_dependent_queries_are_not_kept(run) -> None:
+    run("Location", "_lastUpdated=ap2020-01-01")
+    run("Location", "_lastUpdated=ge2020-01-01")
+    assert [key[1][0][4][0][1] for key in run.engine._plans] == ["ge"]
