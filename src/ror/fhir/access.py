@@ -22,9 +22,10 @@ def caller_profile(request: Request) -> Profile:
 
 
 def filtered_contents(
-    request: Request, profile: Profile, rows: Sequence[tuple[int, str, str, str]]
+    request: Request, profile: Profile, rows: Sequence[tuple[int, str, str, str | bytes]]
 ) -> list[str | None]:
-    """For (pk, res_type, res_id, content) rows: the content the caller may see (None = hidden)."""
+    """For (pk, res_type, res_id, content) rows (content as JSON text or UTF-8 bytes): the content the caller may
+    see (None = hidden)."""
     if not rows:
         return []
     with services(request).engine.connect() as conn:

@@ -116,7 +116,7 @@ def bundle(request: Request, res_type: str, items: list[tuple[str, str]], q: Sea
 
 def _filter_rows(request: Request, profile: Profile, rows: list[Row]) -> list[Row]:
     contents = filtered_contents(request, profile, [(r.pk, r.res_type, r.res_id, r.content) for r in rows])
-    return [Row(r.pk, r.res_type, r.res_id, c) for r, c in zip(rows, contents, strict=True) if c is not None]
+    return [Row(r.pk, r.res_type, r.res_id, c.encode()) for r, c in zip(rows, contents, strict=True) if c is not None]
 
 
 def run_search(request: Request, res_type: str, items: list[tuple[str, str]]) -> FhirResponse:
