@@ -251,3 +251,50 @@ def test_nested_bulk_load_joins_the_outer_block(store: ResourceStore) -> None:
         assert not present()  # the inner block ended: still in bulk mode
     assert present()
     assert store.read("Organization", "org-nested").version_id == 1
+
+
+def _bulk_structures(store: ResourceStore) -> tuple[set[str], set[str]]:
+    """(droppable index names present, tables whose resource_pk foreign key is present)."""
+    from sqlalchemy import inspect
+
+    from ror.db.tables import BULK_FOREIGN_KEY_TABLES, INDEX_TABLES, resource_version
+
+    insp = inspect(store.engine)
+    indexes = {ix["name"] for t in (*INDEX_TABLES, resource_version) for ix in insp.get_indexes(t.name)}
+    fks = {t.name for t in BULK_FOREIGN_KEY_TABLES if insp.get_foreign_keys(t.name)}
+    return indexes, fks
+
+
+def test_bulk_load_rebuilds_indexes_and_foreign_keys_and_a_migration_repairs_an_interrupted_one(
+    store: ResourceStore,
+) -> None:
+    """A bulk load into an empty store drops the index tables' secondary indexes (on PostgreSQL also their
+    foreign keys to `resource` and the prefix index) and restores all of them at the end, validated: a row
+    pointing at no resource is refused afterwards. A process killed in the middle leaves the repair to the next
+    migration run."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import IntegrityError
+
+    from ror.db import migrate
+    from ror.db.tables import BULK_FOREIGN_KEY_TABLES, drop_bulk_structures
+
+    before = _bulk_structures(store)
+    assert before[1] == {t.name for t in BULK_FOREIGN_KEY_TABLES}
+    pg = store.engine.dialect.name == "postgresql"
+    if pg:
+        assert "ix_idx_string_prefix" in before[0]
+    with store.bulk_load() as bulk:
+        assert bulk
+        during = _bulk_structures(store)
+        assert not (during[0] & {"ix_idx_token_lookup", "ix_idx_string_pk"})
+        assert during[1] == (set() if pg else before[1])  # SQLite cannot drop a foreign key (and need not)
+        store.bulk_upsert([dict(ORG, id="org-bulk")])
+    assert _bulk_structures(store) == before
+    if pg:  # validated again: a dangling index row is refused
+        with pytest.raises(IntegrityError), store.engine.begin() as c:
+            c.execute(text("INSERT INTO idx_token (resource_pk, res_type, param) VALUES (-1, 'Organization', 'x')"))
+    with store.engine.begin() as c:  # a load killed half-way
+        drop_bulk_structures(c)
+    assert _bulk_structures(store) != before
+    migrate.upgrade(store.engine)
+    assert _bulk_structures(store) == before

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from ror.search.fhirpath import evaluate, top_level_keys
+from ror.search.fhirpath import Evaluator, evaluator, top_level_keys
 from ror.search.normalise import date_range, norm_text
 from ror.search.registry import Registry, SearchParam
 
@@ -41,25 +41,33 @@ class IndexRows:
     geo: list[Row] = field(default_factory=list)
 
 
-def _tokens(value: Any) -> Iterator[tuple[str | None, str | None, str | None]]:
-    """(system, code, text) triples for a token-typed value of any FHIR datatype."""
-    if isinstance(value, bool):
-        yield None, "true" if value else "false", None
-    elif isinstance(value, str | int | float):
-        yield None, str(value), None
-    elif isinstance(value, dict):
+Token = tuple[str | None, str | None, str | None]
+
+
+def _tokens(value: Any) -> list[Token]:
+    """(system, code, text) triples for a token-typed value of any FHIR datatype (a list, not a generator:
+    millions of calls in an import, most with one triple)."""
+    if type(value) is dict:
         if "coding" in value or ("text" in value and "value" not in value):  # CodeableConcept
             text = value.get("text")
-            for c in value.get("coding") or []:
-                yield c.get("system"), c.get("code"), c.get("display") or text
-            if text and not value.get("coding"):
-                yield None, None, text
-        elif "code" in value and ("system" in value or "display" in value):  # Coding
-            yield value.get("system"), value.get("code"), value.get("display")
-        elif "value" in value:  # Identifier, ContactPoint
-            yield value.get("system"), str(value["value"]), None
-        elif "code" in value:
-            yield value.get("system"), value.get("code"), value.get("display")
+            out: list[Token] = [
+                (c.get("system"), c.get("code"), c.get("display") or text) for c in value.get("coding") or ()
+            ]
+            if text and not out:
+                out.append((None, None, text))
+            return out
+        if "code" in value and ("system" in value or "display" in value):  # Coding
+            return [(value.get("system"), value.get("code"), value.get("display"))]
+        if "value" in value:  # Identifier, ContactPoint
+            return [(value.get("system"), str(value["value"]), None)]
+        if "code" in value:
+            return [(value.get("system"), value.get("code"), value.get("display"))]
+        return []
+    if isinstance(value, bool):
+        return [(None, "true" if value else "false", None)]
+    if isinstance(value, str | int | float):
+        return [(None, str(value), None)]
+    return []
 
 
 def _strings(value: Any) -> Iterator[str]:
@@ -105,40 +113,66 @@ def _reference(value: Any) -> tuple[str | None, str | None, str | None] | None:
     return None, None, ref
 
 
-def _add(rows: IndexRows, res_type: str, p: SearchParam, value: Any, grp: int | None) -> None:
+def _add_token(rows: IndexRows, res_type: str, p: SearchParam, value: Any, grp: int | None) -> None:
     code = p.code
-    if p.type == "token":
-        if p.transform:
-            fn = TRANSFORMS[p.transform]
-            for _system, token_code, _text in _tokens(value):
-                if token_code:
-                    rows.token.append((res_type, code, grp, None, fn(token_code), None))
-            return
-        append = rows.token.append
-        for system, token_code, text in _tokens(value):
-            append((res_type, code, grp, system, token_code, norm_text(text)[:TEXT_MAX] if text else None))
-        if code == "identifier" and isinstance(value, dict) and value.get("type") and value.get("value"):
-            for system, type_code, _ in _tokens(value["type"]):  # for identifier:of-type
-                append((res_type, "identifier:of-type", grp, system, type_code, value["value"]))
-    elif p.type in ("string", "uri"):
-        values = [value] if p.type == "uri" else list(_strings(value))
-        for s in values:
-            if isinstance(s, str) and s:
-                rows.string.append((res_type, code, grp, norm_text(s)[:TEXT_MAX], s[:TEXT_MAX]))
-    elif p.type == "number":
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            rows.number.append((res_type, code, grp, float(value)))
-    elif p.type == "quantity":
-        if isinstance(value, dict) and isinstance(value.get("value"), int | float):
-            unit = value.get("code") or value.get("unit")
-            rows.quantity.append((res_type, code, grp, float(value["value"]), value.get("system"), unit))
-    elif p.type == "date":
-        for low, high in _dates(value):
-            rows.date.append((res_type, code, grp, low, high))
-    elif p.type == "reference":
-        ref = _reference(value)
-        if ref:
-            rows.reference.append((res_type, code, grp, ref[0], ref[1], ref[2]))
+    append = rows.token.append
+    if p.transform:
+        fn = TRANSFORMS[p.transform]
+        for _system, token_code, _text in _tokens(value):
+            if token_code:
+                append((res_type, code, grp, None, fn(token_code), None))
+        return
+    for system, token_code, text in _tokens(value):
+        append((res_type, code, grp, system, token_code, norm_text(text)[:TEXT_MAX] if text else None))
+    if code == "identifier" and type(value) is dict and value.get("type") and value.get("value"):
+        for system, type_code, _ in _tokens(value["type"]):  # for identifier:of-type
+            append((res_type, "identifier:of-type", grp, system, type_code, value["value"]))
+
+
+def _add_string(rows: IndexRows, res_type: str, p: SearchParam, value: Any, grp: int | None) -> None:
+    for s in [value] if p.type == "uri" else _strings(value):
+        if isinstance(s, str) and s:
+            rows.string.append((res_type, p.code, grp, norm_text(s)[:TEXT_MAX], s[:TEXT_MAX]))
+
+
+def _add_number(rows: IndexRows, res_type: str, p: SearchParam, value: Any, grp: int | None) -> None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        rows.number.append((res_type, p.code, grp, float(value)))
+
+
+def _add_quantity(rows: IndexRows, res_type: str, p: SearchParam, value: Any, grp: int | None) -> None:
+    if isinstance(value, dict) and isinstance(value.get("value"), int | float):
+        unit = value.get("code") or value.get("unit")
+        rows.quantity.append((res_type, p.code, grp, float(value["value"]), value.get("system"), unit))
+
+
+def _add_date(rows: IndexRows, res_type: str, p: SearchParam, value: Any, grp: int | None) -> None:
+    for low, high in _dates(value):
+        rows.date.append((res_type, p.code, grp, low, high))
+
+
+def _add_reference(rows: IndexRows, res_type: str, p: SearchParam, value: Any, grp: int | None) -> None:
+    ref = _reference(value)
+    if ref:
+        rows.reference.append((res_type, p.code, grp, ref[0], ref[1], ref[2]))
+
+
+Adder = Callable[[IndexRows, str, SearchParam, Any, "int | None"], None]
+ADDERS: dict[str, Adder] = {
+    "token": _add_token,
+    "string": _add_string,
+    "uri": _add_string,
+    "number": _add_number,
+    "quantity": _add_quantity,
+    "date": _add_date,
+    "reference": _add_reference,
+}
+
+
+def _add(rows: IndexRows, res_type: str, p: SearchParam, value: Any, grp: int | None) -> None:
+    adder = ADDERS.get(p.type)
+    if adder is not None:
+        adder(rows, res_type, p, value, grp)
 
 
 def _keys(expr: str) -> frozenset[str] | None:
@@ -157,6 +191,25 @@ def _plan(registry: Registry, res_type: str) -> tuple[tuple[SearchParam, frozens
     return tuple(
         (p, _keys(p.group or p.expression)) for p in registry.for_type(res_type).values() if p.type != "special"
     )
+
+
+Compiled = tuple[tuple[SearchParam, frozenset[str] | None, Evaluator | None, Evaluator, Adder], ...]
+
+
+@lru_cache(maxsize=128)
+def _compiled(registry: Registry, res_type: str) -> Compiled:
+    """`_plan` with each parameter's group and expression compiled (`fhirpath.evaluator`) and its row adder."""
+    return tuple(
+        (p, keys, evaluator(p.group) if p.group else None, evaluator(p.expression), ADDERS[p.type])
+        for p, keys in _plan(registry, res_type)
+    )
+
+
+@lru_cache(maxsize=4096)
+def _applicable(registry: Registry, res_type: str, present: frozenset[str]) -> Compiled:
+    """The parameters that can yield rows for a resource with these top-level keys: the resources of one type
+    share a handful of key sets, so the test of each parameter's keys runs once per set, not per resource."""
+    return tuple(c for c in _compiled(registry, res_type) if c[1] is None or not c[1].isdisjoint(present))
 
 
 # index table (by IndexRows field name) of each parameter type
@@ -205,17 +258,21 @@ def extract(registry: Registry, resource: dict[str, Any], changed: frozenset[str
     res_type = resource["resourceType"]
     rows = IndexRows()
     present = resource.keys()
-    for p, keys in _plan(registry, res_type):
-        if keys is not None and (keys.isdisjoint(present) or (changed is not None and keys.isdisjoint(changed))):
+    groups: dict[str, list[Any]] = {}  # a group shared by several parameters (capacity indicators) is read once
+    for p, keys, group, expression, add in _applicable(registry, res_type, frozenset(present)):
+        if changed is not None and keys is not None and keys.isdisjoint(changed):
             continue
         try:
-            if p.group:
-                for grp, node in enumerate(evaluate(resource, p.group)):
-                    for value in evaluate(node, p.expression):
-                        _add(rows, res_type, p, value, grp)
+            if group is not None:
+                nodes = groups.get(p.group)
+                if nodes is None:
+                    nodes = groups[p.group] = group(resource)
+                for grp, node in enumerate(nodes):
+                    for value in expression(node):
+                        add(rows, res_type, p, value, grp)
             else:
-                for value in evaluate(resource, p.expression):
-                    _add(rows, res_type, p, value, None)
+                for value in expression(resource):
+                    add(rows, res_type, p, value, None)
         except ValueError:
             continue  # an unparsable value (e.g. a malformed date) is not indexed; validation reports it
     if res_type == "Location" and (changed is None or not GEO_KEYS.isdisjoint(changed)):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection, DateTime, Table
@@ -21,7 +22,12 @@ Row = tuple[Any, ...]
 
 def sqlite_datetime(v: Any) -> Any:
     """SQLAlchemy's SQLite DateTime storage format (always with microseconds), so that raw rows compare equal."""
-    return v.strftime("%Y-%m-%d %H:%M:%S.%f") if isinstance(v, datetime) else v
+    return _sqlite_text(v) if isinstance(v, datetime) else v
+
+
+@lru_cache(maxsize=4096)
+def _sqlite_text(v: datetime) -> str:  # a batch stamps all its rows with one instant: formatted once
+    return v.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def _sqlite_row(row: Row) -> Row:
