@@ -6,22 +6,32 @@ FHIR API (in-process ASGI, JSON bundle built) and as hand-written indexed SQL an
 Prints per query and backend: the API's p50/p95 (HTTP + parsing + SQL + JSON bundle), the hand-written SQL's p50/p95
 (total + page + the same includes), their ratios, and the search core alone (parse + SQL + rows, no HTTP/JSON) with
 its ratio to the hand SQL; totals and resource counts of both sides are printed so that a wrong answer shows.
-Writes bench/results/search.json."""
+Writes bench/results/search.json.
+
+`api` is an HTTP request through the whole ASGI app (middlewares, routing, the thread pool of sync routes, the
+response body) sent by `httpx.AsyncClient(transport=ASGITransport(app))` in one event loop; `tc` is the same request
+through Starlette's TestClient, which adds a thread-portal round trip per ASGI message (a test-harness cost that a
+server does not have). `core` runs the parsed query on a warm engine (statements kept per query), `cold` on a fresh
+engine each time (statements built again: what a query seen for the first time costs)."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import inspect
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
+import httpx
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import fresh_postgres, peak_rss_mb, percentiles, timed, write_result
+from common import fresh_postgres, peak_rss_mb, percentiles, write_result
 from ror.access.policy import Profile
 from ror.config import get_settings
 from ror.db import migrate
@@ -186,7 +196,24 @@ def queries() -> list[tuple[str, str, str, list[Step]]]:
     ]
 
 
+async def _interleaved(samplers: dict[str, Callable[[], Any]], repeat: int) -> dict[str, list[float]]:
+    """One sample of each measure in turn, `repeat` times (ms): a burst of background load on the shared machine
+    weighs on every measure alike instead of on whichever ran during it, so the ratios stay meaningful."""
+    out: dict[str, list[float]] = {k: [] for k in samplers}
+    for _ in range(repeat):
+        for k, fn in samplers.items():
+            t0 = time.perf_counter()
+            r = fn()
+            if inspect.isawaitable(r):
+                await r
+            out[k].append((time.perf_counter() - t0) * 1000)
+    return out
+
+
 def run_backend(name: str, engine: Engine, repeat: int) -> list[dict[str, Any]]:
+    # httpx's ASGITransport tries `import sniffio` on every request (not installed here: a failed import searches
+    # sys.path each time, ~0.1 ms of client-side time); None in sys.modules makes it fail at once
+    sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
     app = create_app(engine, anonymous_profile=Profile.ALL)
     services = Services(engine)
     parser = QueryParser(
@@ -194,22 +221,33 @@ def run_backend(name: str, engine: Engine, repeat: int) -> list[dict[str, Any]]:
     )
     search_engine = SearchEngine(engine)
     out = []
-    with TestClient(app) as client, engine.connect() as conn:
+    loop = asyncio.new_event_loop()
+    asgi = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+    with TestClient(app) as client, engine.connect() as conn:  # TestClient: runs the app's start-up too
         for qname, fhir, where, includes in queries():
 
-            def api(fhir: str = fhir) -> Any:
+            def tc(fhir: str = fhir) -> Any:
                 r = client.get("/fhir/" + fhir)
                 assert r.status_code == 200, r.text[:300]
                 return r
 
-            first = api().json()
-            api_ms = timed(api, repeat)
+            async def api(fhir: str = fhir) -> Any:
+                """The request through the whole ASGI app (middlewares, routing, thread pool, response) from an
+                HTTP client in the same event loop, without the test client's thread portal per message."""
+                r = await asgi.get("/fhir/" + fhir)
+                assert r.status_code == 200, r.text[:300]
+                return r
+
+            tc()
+            first = loop.run_until_complete(api()).json()
             res_type, _, qs = fhir.partition("?")
 
             def core(res_type: str = res_type, items: list[tuple[str, str]] = parse_qsl(qs)) -> Any:
                 return search_engine.search(parser.parse(res_type, items))  # SQL + rows, no HTTP, no JSON
 
-            core_ms = timed(core, repeat)
+            def core_cold(res_type: str = res_type, items: list[tuple[str, str]] = parse_qsl(qs)) -> Any:
+                return SearchEngine(engine).search(parser.parse(res_type, items))  # statements built again
+
             w = where.replace("{F}", FALSE[name]).replace("{dist}", DIST[name])
             count_sql = text(f"SELECT count(*) FROM resource r WHERE {w}")
             page_sql = text(f"SELECT r.pk, r.res_id, r.content FROM resource r WHERE {w} {PAGE}")
@@ -232,8 +270,11 @@ def run_backend(name: str, engine: Engine, repeat: int) -> list[dict[str, Any]]:
                 return int(total or 0), sorted(distinct)
 
             sql_total, sql_rows = run_sql()
-            sql_ms = timed(run_sql, repeat)
+            samplers = {"api": api, "sql": run_sql, "tc": tc, "core": core, "cold": core_cold}
+            ms = loop.run_until_complete(_interleaved(samplers, repeat))
+            api_ms, sql_ms, tc_ms, core_ms, cold_ms = (ms[k] for k in samplers)
             p50, p95 = percentiles(api_ms)
+            tc50, tc95 = percentiles(tc_ms)
             row = {
                 "backend": name,
                 "query": qname,
@@ -241,7 +282,10 @@ def run_backend(name: str, engine: Engine, repeat: int) -> list[dict[str, Any]]:
                 "entries": len(first.get("entry", [])),
                 "api_p50_ms": round(p50, 1),
                 "api_p95_ms": round(p95, 1),
+                "tc_p50_ms": round(tc50, 1),
+                "tc_p95_ms": round(tc95, 1),
                 "core_p50_ms": round(percentiles(core_ms)[0], 1),
+                "core_cold_p50_ms": round(percentiles(cold_ms)[0], 1),
             }
             row["sql_total"], row["sql_resources"] = sql_total, len(sql_rows)
             if sql_ms:
@@ -250,11 +294,14 @@ def run_backend(name: str, engine: Engine, repeat: int) -> list[dict[str, Any]]:
                     "sql_p50_ms": round(s50, 2),
                     "sql_p95_ms": round(s95, 2),
                     "ratio_p50": round(p50 / max(s50, 0.01), 1),
+                    "tc_ratio_p50": round(tc50 / max(s50, 0.01), 1),
                     "ratio_p95": round(p95 / max(s95, 0.01), 1),
                     "core_ratio_p50": round(percentiles(core_ms)[0] / max(s50, 0.01), 1),
                 }
             out.append(row)
             print(row, file=sys.stderr)
+    loop.run_until_complete(asgi.aclose())
+    loop.close()
     return out
 
 
@@ -279,13 +326,15 @@ def main() -> None:
         results += run_backend(name, engine, args.repeat)
         engine.dispose()
     head = f"{'backend':<11} {'query':<28} {'total':>7} {'sql tot':>7} {'entries':>7} {'sql res':>7} {'p50 ms':>7}"
-    print(head + f" {'p95 ms':>7} {'sql p50':>7} {'sql p95':>7} {'r p50':>5} {'r p95':>5} {'core':>6} {'r core':>6}")
+    head += f" {'p95 ms':>7} {'sql p50':>7} {'sql p95':>7} {'r p50':>5} {'r p95':>5} {'core':>6} {'r core':>6}"
+    print(head + f" {'cold':>6} {'tc p50':>7} {'tc p95':>7} {'r tc':>5}")
     for r in results:
         print(
             f"{r['backend']:<11} {r['query']:<28} {r['total']!s:>7} {r['sql_total']!s:>7} {r['entries']:>7} "
             f"{r['sql_resources']:>7} {r['api_p50_ms']:>7} {r['api_p95_ms']:>7} {r.get('sql_p50_ms', '-')!s:>7} "
             f"{r.get('sql_p95_ms', '-')!s:>7} {r.get('ratio_p50', '-')!s:>5} {r.get('ratio_p95', '-')!s:>5} "
-            f"{r['core_p50_ms']!s:>6} {r.get('core_ratio_p50', '-')!s:>6}"
+            f"{r['core_p50_ms']!s:>6} {r.get('core_ratio_p50', '-')!s:>6} {r['core_cold_p50_ms']!s:>6} "
+            f"{r['tc_p50_ms']!s:>7} {r['tc_p95_ms']!s:>7} {r.get('tc_ratio_p50', '-')!s:>5}"
         )
     print(f"peak RSS {peak_rss_mb():.0f} MB")
     write_result("search", {"scope": args.scope, "repeat": args.repeat, "results": results})
