@@ -244,3 +244,12 @@ def test_clock_dependent_queries_are_not_kept(run) -> None:
     run("Location", "_lastUpdated=ap2020-01-01")
     run("Location", "_lastUpdated=ge2020-01-01")
     assert [key[1][0][4][0][1] for key in run.engine._plans] == ["ge"]
+
+
+def test_wildcard_includes(run) -> None:
+    r = run("HealthcareService", "specialty=R211|126&_include=*")
+    assert sorted(i.res_id for i in r.included) == ["loc-rea-rennes", "oi-1"]
+    r = run("HealthcareService", "specialty=R211|126&_include=*&_include:iterate=Organization:partof")
+    assert sorted(i.res_id for i in r.included) == ["eg-1", "ej-1", "loc-rea-rennes", "oi-1"]
+    r = run("Location", "_id=loc-rea-rennes&_revinclude=*")
+    assert [i.res_id for i in r.included] == ["hs-rea-rennes"]

@@ -44,6 +44,18 @@ def engine_for(request: Request) -> SearchEngine:
     return cached
 
 
+def _entries(rows: list[Row], base: str, mode: str, q: SearchQuery) -> list[dict[str, Any]]:
+    """The Bundle entries of `rows` (contents already filtered for the caller). Served as stored (orjson.Fragment)
+    unless `_elements` or a distance needs the parsed resource: one small dict per entry, its `search` shared."""
+    if (mode == "match" and q.elements) or q.near is not None:
+        return [_entry(r, base, mode, q) for r in rows]
+    search = {"mode": mode}
+    return [
+        {"fullUrl": f"{base}/{r.res_type}/{r.res_id}", "resource": orjson.Fragment(r.content), "search": search}
+        for r in rows
+    ]
+
+
 def _entry(row: Row, base: str, mode: str, q: SearchQuery) -> dict[str, Any]:
     """`row.content` is already filtered for the caller."""
     entry: dict[str, Any] = {"fullUrl": f"{base}/{row.res_type}/{row.res_id}"}
@@ -108,7 +120,7 @@ def bundle(request: Request, res_type: str, items: list[tuple[str, str]], q: Sea
     if r.total is not None:
         out["total"] = r.total
     out["link"] = links
-    entries = [_entry(m, base, "match", q) for m in r.matches] + [_entry(i, base, "include", q) for i in r.included]
+    entries = _entries(r.matches, base, "match", q) + _entries(r.included, base, "include", q)
     if entries:
         out["entry"] = entries
     return out

@@ -345,8 +345,10 @@ class SearchEngine:
                 if round_no and not inc.iterate:
                     continue
                 done = followed[n]
-                todo = [s for s in sources + new_rows if s.pk not in done]
-                done.update(s.pk for s in todo)
+                # the sources an include can start from: its target type (reverse) or its source type (forward)
+                want = inc.target_type if inc.reverse else None if inc.source_type == "*" else inc.source_type
+                todo = [s for s in sources + new_rows if (want is None or s.res_type == want) and s.pk not in done]
+                done.update([s.pk for s in todo])
                 for row in self._apply(conn, inc, todo, restrict) if todo else ():
                     key = (row.res_type, row.res_id)
                     if key not in seen:
