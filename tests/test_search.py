@@ -227,6 +227,9 @@ def test_cached_plan_reads_the_database_every_time(store: ResourceStore) -> None
     assert [i.res_id for i in after.included] == ["loc-rea-rennes"]
     store.delete("HealthcareService", "hs-rea-rennes")
     assert ids_of(search()) == ["hs-rea-rennes-2"] and search().total == 1
+    # contents come as UTF-8 bytes from search statements only; other reads of the same engine still get text
+    assert isinstance(after.matches[0].content, bytes)
+    assert isinstance(store.read("HealthcareService", "hs-rea-rennes-2").content, str)
 
 
 def test_total_from_a_complete_first_page_and_from_a_count(run) -> None:
