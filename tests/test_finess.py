@@ -328,10 +328,14 @@ def cs1100507(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.parametrize("parallel", [False, True], ids=["one-process", "producer-process"])
 def test_etalab_cs1100507_with_geolocation(
-    importer_store: ResourceStore, geography: Geography, cs1100507: Path
+    importer_store: ResourceStore, geography: Geography, cs1100507: Path, parallel: bool
 ) -> None:
-    report = import_finess(importer_store, cs1100507, geography=geography, batch_size=2)
+    """Both ways of importing (`parallel`: a producer process reads and prepares, this one writes) give the
+    same resources and the same report."""
+    report = import_finess(importer_store, cs1100507, geography=geography, batch_size=2, parallel=parallel)
+    assert report.processes == (2 if parallel else 1)
     assert (report.format, report.extraction_date, report.rows_read, report.geolocations) == (
         "etalab",
         "2021-01-08",
@@ -385,8 +389,9 @@ FLAT_HEADER = (
 )
 
 
+@pytest.mark.parametrize("parallel", [False, True], ids=["one-process", "producer-process"])
 def test_flat_malformed_lines_and_unknown_commune(
-    importer_store: ResourceStore, geography: Geography, tmp_path: Path
+    importer_store: ResourceStore, geography: Geography, tmp_path: Path, parallel: bool
 ) -> None:
     path = tmp_path / "flat.csv"
     path.write_text(
@@ -399,7 +404,8 @@ def test_flat_malformed_lines_and_unknown_commune(
         "350000774;350005179;LAT KO;;;35000;RENNES;;;;;;;;;;;;;;;abc;-1.69\n",
         encoding="utf-8",
     )
-    report = import_finess(importer_store, path, geography=geography)
+    report = import_finess(importer_store, path, geography=geography, parallel=parallel)
+    assert report.processes == (2 if parallel else 1)
     assert report.rows_read == 5
     assert (report.eg.created, report.locations.created, report.ej.created) == (2, 1, 1)
     lines = {line: message for line, message in report.errors}
@@ -416,6 +422,18 @@ def test_flat_malformed_lines_and_unknown_commune(
     with engine.connect() as c:
         run = c.execute(select(import_run).where(import_run.c.kind == "finess")).one()
     assert (run.created, run.errors) == (4, 4)
+
+
+def test_producer_process_errors_reach_the_caller(
+    importer_store: ResourceStore, geography: Geography, tmp_path: Path
+) -> None:
+    """A file the producer process cannot read fails the import with the producer's own error, and nothing of
+    it is written."""
+    path = tmp_path / "flat.csv"
+    path.write_text(FLAT_HEADER.replace("ville;", "") + "350000741;350005179;X\n", encoding="utf-8")
+    with pytest.raises(InvalidRequest, match="flat FINESS file without columns ville"):
+        import_finess(importer_store, path, geography=geography, parallel=True)
+    assert _count(importer_store.engine, "Organization") == 0
 
 
 def test_unknown_format_and_missing_file(importer_store: ResourceStore, geography: Geography, tmp_path: Path) -> None:

@@ -25,7 +25,11 @@ import gc
 import gzip
 import json
 import math
+import os
+import pickle
 import re
+import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -49,7 +53,7 @@ from ror.errors import InvalidRequest
 from ror.geo.service import Geography
 from ror.store import ResourceStore
 from ror.store.meta import REGION_SYSTEM
-from ror.store.store import UpsertCounts
+from ror.store.store import PreparedVersion, UpsertCounts
 
 AUTHOR = "import:finess"
 FLAT_COLUMNS = [
@@ -121,6 +125,7 @@ class FinessReport:
     geolocations: int = 0  # etalab: geolocalisation lines projected to WGS84
     errors: list[tuple[int, str]] = field(default_factory=list)  # (line number, message)
     aborted: str | None = None  # the exception that stopped the import, if any
+    processes: int = 1  # 2: read and prepared by a producer process while this one wrote (`_import_parallel`)
     seconds: float = 0.0
 
     def error(self, line: int, message: str) -> None:
@@ -173,8 +178,13 @@ def import_finess(
     geography: Geography | None = None,
     progress: bool = False,
     batch_size: int = 2000,
+    parallel: bool | None = None,
 ) -> FinessReport:
-    """Import a FINESS establishment file (flat or etalab format, plain or gzip) or URL. Idempotent."""
+    """Import a FINESS establishment file (flat or etalab format, plain or gzip) or URL. Idempotent.
+
+    `parallel`: read the file and prepare the resources' versions in a second process while this one writes
+    (`_import_parallel`); None (default): when the store is empty at the start (bulk load: nearly every resource
+    is new, so the prepared versions are used), the file is large and the machine has two CPUs or more."""
     t0 = time.perf_counter()
     geo = geography or Geography(store.engine)
     if not geo.loaded:
@@ -185,8 +195,14 @@ def import_finess(
         report.format = detect_format(path)
         run_pk = _start_run(store, report)
         try:
-            with store.bulk_load():
-                _import_file(path, importer, progress)
+            with store.bulk_load() as bulk:
+                url = _shareable_url(store.engine)
+                if parallel is None:
+                    parallel = bulk and (os.cpu_count() or 1) >= 2 and path.stat().st_size >= PARALLEL_MIN_BYTES
+                if parallel and url is not None:
+                    _import_parallel(path, url, importer, progress)
+                else:
+                    _import_file(path, importer, progress)
         except BaseException as exc:
             report.aborted = f"{type(exc).__name__}: {exc}"
             raise
@@ -210,6 +226,106 @@ def _import_file(path: Path, importer: _Importer, progress: bool) -> None:
         importer.flush()
         bar.update(task, completed=size)
     importer.statistics.at_end(importer.written)
+
+
+# --- two processes -------------------------------------------------------------------------------------------
+PARALLEL_MIN_BYTES = 1_000_000  # below (a département's file), starting a second process costs more than it saves
+
+
+def _shareable_url(engine: Engine) -> str | None:
+    """The database URL a second process can open (not an in-memory SQLite database), with its password."""
+    url = engine.url
+    if url.get_backend_name() == "sqlite" and (not url.database or url.database == ":memory:"):
+        return None
+    return url.render_as_string(hide_password=False)
+
+
+def _import_parallel(path: Path, url: str, importer: _Importer, progress: bool) -> None:
+    """The file read, geocoded and turned into prepared versions (`ResourceStore.prepare_new`: content, hash,
+    index rows) by a producer process; this process only looks the ids up and writes (`bulk_upsert(prepared=…)`),
+    one transaction per batch as in `_import_file`. On the national file the writer and the producer each keep a
+    CPU busy instead of one doing both in turn. The producer is a plain interpreter (`python -c`, not
+    multiprocessing: no re-import of the caller's main script, no fork of its connections and threads) that
+    writes pickled frames on its stdout; the pipe's back-pressure keeps it at most one batch ahead. A failure of
+    either side stops both; the producer's report (lines read, errors, commune matches) is merged at the end."""
+    cmd = [sys.executable, "-c", "from ror.directory.finess import produce; produce()"]
+    producer = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert producer.stdin is not None and producer.stdout is not None
+    size = path.stat().st_size
+    importer.report.processes = 2
+    try:
+        job = (url, str(path), importer.scope, importer.report.format, importer.batch_size)
+        pickle.dump(job, producer.stdin)  # on stdin, not argv: the URL may hold a password
+        producer.stdin.close()
+        with _progress_bar(progress) as bar, _gc_paused():
+            task = bar.add_task(f"FINESS {importer.report.format} (2 processes)", total=size)
+            while True:
+                try:
+                    kind, payload, position = pickle.load(producer.stdout)
+                except EOFError:
+                    code = producer.wait()
+                    raise RuntimeError(f"the FINESS producer process ended (exit code {code})") from None
+                if kind == "error":
+                    raise payload
+                if kind == "done":
+                    _merge_producer_report(importer, payload)
+                    break
+                importer.flush_prepared(*payload)
+                bar.update(task, completed=position)
+        importer.statistics.at_end(importer.written)
+    finally:
+        if producer.poll() is None:
+            producer.kill()
+        producer.wait()
+        producer.stdout.close()
+
+
+def produce() -> None:
+    """The producer process (`_import_parallel`): reads its job from stdin, then writes on stdout, pickled,
+    ("batch", (ej, eg, locations) prepared versions, byte position) per batch, ("done", (report, commune
+    matches), None) at the end, or ("error", exception, None)."""
+    from ror.db.engine import make_engine
+
+    out = sys.stdout.buffer
+    url, path, scope, fmt, batch_size = pickle.load(sys.stdin.buffer)
+    engine = make_engine(url)
+    try:
+        geo = Geography(engine)
+        geo.reload()
+        store = ResourceStore(engine, region_of=geo.region_of_commune)
+        report = FinessReport(source=path, format=fmt)
+        importer = _Importer(store, geo, scope, report, batch_size)
+        with _gc_paused():
+            for est, position in _establishments(Path(path), report):
+                importer.add(est)
+                if importer.pending >= batch_size:
+                    pickle.dump(("batch", importer.prepare(), position), out, protocol=pickle.HIGHEST_PROTOCOL)
+            if importer.pending:
+                batch = ("batch", importer.prepare(), Path(path).stat().st_size)
+                pickle.dump(batch, out, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dump(("done", (report, importer.matches), None), out)
+    except BrokenPipeError:  # the writer stopped (its own failure, which it reports)
+        return
+    except BaseException as exc:  # the writer re-raises it (InvalidRequest for a bad file keeps its message)
+        try:
+            pickle.loads(pickle.dumps(exc))
+        except Exception:  # an exception that cannot be pickled
+            exc = RuntimeError(f"{type(exc).__name__}: {exc}")
+        pickle.dump(("error", exc, None), out)
+    finally:
+        out.flush()
+        engine.dispose()
+
+
+def _merge_producer_report(importer: _Importer, payload: tuple[FinessReport, Counter[str]]) -> None:
+    theirs, matches = payload
+    report = importer.report
+    report.rows_read = theirs.rows_read
+    report.skipped_out_of_scope = theirs.skipped_out_of_scope
+    report.extraction_date = theirs.extraction_date
+    report.geolocations = theirs.geolocations
+    report.errors.extend(theirs.errors)
+    importer.matches.update(matches)
 
 
 def detect_format(path: Path) -> str:
@@ -702,6 +818,20 @@ class _Importer:
             self.report.eg.add(self.store.bulk_upsert(self.eg, author=AUTHOR, conn=conn))
             self.report.locations.add(self.store.bulk_upsert(self.locations, author=AUTHOR, conn=conn))
         self.ej, self.eg, self.locations = [], [], []
+        self.statistics.after_write(self.written)
+
+    def prepare(self) -> tuple[list[PreparedVersion], ...]:
+        """The pending resources as prepared first versions (producer process), the lists emptied."""
+        out = tuple(self.store.prepare_new(batch) for batch in (self.ej, self.eg, self.locations))
+        self.ej, self.eg, self.locations = [], [], []
+        return out
+
+    def flush_prepared(self, ej: list[PreparedVersion], eg: list[PreparedVersion], loc: list[PreparedVersion]) -> None:
+        """Write one batch of the producer (writer process), one transaction as `flush`."""
+        with self.store.write_tx() as conn:
+            self.report.ej.add(self.store.bulk_upsert(prepared=ej, author=AUTHOR, conn=conn))
+            self.report.eg.add(self.store.bulk_upsert(prepared=eg, author=AUTHOR, conn=conn))
+            self.report.locations.add(self.store.bulk_upsert(prepared=loc, author=AUTHOR, conn=conn))
         self.statistics.after_write(self.written)
 
     @property

@@ -146,7 +146,8 @@ class UpsertCounts:
 
 @dataclass
 class _Pending:
-    """A version ready to be written."""
+    """A version ready to be written. Picklable: `ResourceStore.prepare_new` computes first versions in another
+    process (an importer's producer) and `bulk_upsert(prepared=…)` writes them."""
 
     pk: int | None
     res_type: str
@@ -177,6 +178,9 @@ class _Row:
     @classmethod
     def of(cls, row: Any) -> _Row:
         return cls(row.pk, row.version_id, row.last_updated, row.deleted, row.region, row.content_hash, row.content)
+
+
+PreparedVersion = _Pending  # what `prepare_new` returns: opaque to callers, picklable
 
 
 def _stored(p: _Pending, method: str) -> Stored:
@@ -432,16 +436,19 @@ class ResourceStore:
 
     def bulk_upsert(
         self,
-        resources: Sequence[dict[str, Any]],
+        resources: Sequence[dict[str, Any]] = (),
         *,
         author: str | None = None,
         method: str = "IMPORT",
         conn: Connection | None = None,
+        prepared: Sequence[PreparedVersion] = (),
     ) -> UpsertCounts:
         """Idempotent batch write of resources that carry their id: unchanged content writes nothing, changed
-        content becomes a new version. One transaction for the batch; callers choose the batch size."""
+        content becomes a new version. One transaction for the batch; callers choose the batch size.
+        `prepared` (instead of `resources`): first versions from `prepare_new`, written as they are when the
+        resource is new; an existing resource is compared and updated as a plain resource would be."""
         counts = UpsertCounts()
-        if not resources:
+        if not resources and not prepared:
             return counts
         with self._tx(conn) as c:
             by_type: dict[str, list[dict[str, Any]]] = {}
@@ -449,7 +456,26 @@ class ResourceStore:
                 by_type.setdefault(_resource_type(r), []).append(r)
             for res_type, items in by_type.items():
                 counts.add(self._bulk_type(c, res_type, items, author=author, method=method))
+            by_type_prepared: dict[str, list[PreparedVersion]] = {}
+            for p in prepared:
+                by_type_prepared.setdefault(p.res_type, []).append(p)
+            for res_type, versions in by_type_prepared.items():
+                counts.add(self._bulk_type(c, res_type, [], author=author, method=method, prepared=versions))
         return counts
+
+    def prepare_new(self, resources: Sequence[dict[str, Any]], now: datetime | None = None) -> list[PreparedVersion]:
+        """The first version of each resource (stored content, content hash, index rows), computed without the
+        database: an importer prepares its batches in a second process while the first one writes, then hands
+        them to `bulk_upsert(prepared=…)`. Region: the resource's tag, else its commune's (`region_of`)."""
+        now = now or utcnow()
+        out: list[PreparedVersion] = []
+        for r in resources:
+            res_type, rid = _resource_type(r), r.get("id")
+            if not isinstance(rid, str) or not ID_RE.match(rid):
+                raise InvalidRequest(f"invalid resource id {rid!r}", expression=f"{res_type}.id")
+            created = self._kept_creation_date(None, r)
+            out.append(self._prepare(r, res_type, rid, 1, now, created, None, None, content_hash(r)))
+        return out
 
     # -- internals ---------------------------------------------------------------------------------------------
     @contextmanager
@@ -691,10 +717,18 @@ class ResourceStore:
             return self._write_over(c, cur, res_type, res_id, res, author=author, method=method)[0]
 
     def _bulk_type(
-        self, c: Connection, res_type: str, items: list[dict[str, Any]], *, author: str | None, method: str
+        self,
+        c: Connection,
+        res_type: str,
+        items: list[dict[str, Any]],
+        *,
+        author: str | None,
+        method: str,
+        prepared: list[PreparedVersion] | None = None,
     ) -> UpsertCounts:
+        """`items`, or `prepared` first versions (then `items` is empty): see `bulk_upsert`."""
         counts = UpsertCounts()
-        ids = [r["id"] for r in items]
+        ids = [r["id"] for r in items] if prepared is None else [p.res_id for p in prepared]
         for rid in ids:
             if not isinstance(rid, str) or not ID_RE.match(rid):
                 raise InvalidRequest(f"invalid resource id {rid!r}", expression=f"{res_type}.id")
@@ -716,16 +750,22 @@ class ResourceStore:
         now = utcnow()
         pending: list[_Pending] = []
         seen: set[str] = set()
-        for r in items:
-            rid = r["id"]
+        for i, rid in enumerate(ids):
             if rid in seen:
                 raise InvalidRequest(f"{res_type}/{rid} appears twice in one batch", expression=f"{res_type}.id")
             seen.add(rid)
             cur = existing.get(rid)
-            h = content_hash(r)
+            spec = prepared[i] if prepared is not None else None
+            h = content_hash(items[i]) if spec is None else spec.hash
             if cur is not None and not cur.deleted and cur.content_hash == h:
                 counts.unchanged += 1
                 continue
+            if cur is None and spec is not None:  # new, as prepared (its lastUpdated: when it was prepared)
+                pending.append(spec)
+                counts.created += 1
+                continue
+            # the stored form of a prepared version is a valid input: meta and creation date are set again
+            r = items[i] if spec is None else orjson.loads(spec.content)
             previous = orjson.loads(cur.content) if cur is not None and not cur.deleted else None
             vid = (cur.version_id + 1) if cur is not None else 1
             pending.append(
