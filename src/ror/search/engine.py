@@ -142,7 +142,8 @@ class SearchEngine:
         self.sqlite = is_sqlite(engine)
         self._pg = engine.dialect.name == "postgresql"
         self.compiler = Compiler(self.sqlite)
-        if self._pg and not event.contains(engine, "before_cursor_execute", _raw_text):
+        raw_text = self._pg and engine.dialect.driver == "psycopg"  # other drivers: str, encoded by `_row`
+        if raw_text and not event.contains(engine, "before_cursor_execute", _raw_text):
             event.listen(engine, "before_cursor_execute", _raw_text)
         self._statements: dict[tuple[Any, ...], Any] = {}
         self._plans: OrderedDict[tuple[Any, ...], _Plan] = OrderedDict()
