@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 
 from ror.access.context import hide_sensitive
 from ror.access.policy import RULES, Profile
-from ror.fhir.access import caller_profile, filtered_contents
+from ror.fhir.access import caller_profile, filtered_json
 from ror.fhir.common import base_url, check_type, services
 from ror.fhir.responses import FhirResponse
 from ror.search.engine import Row, SearchEngine, SearchResult
@@ -130,10 +130,8 @@ def _filter_rows(request: Request, profile: Profile, result: SearchResult) -> No
     """Matches and includes filtered for the caller's profile, hidden ones left out: one pass (one connection, one
     set of context queries) for both."""
     rows = result.matches + result.included
-    contents = filtered_contents(request, profile, [(r.pk, r.res_type, r.res_id, r.content) for r in rows])
-    seen = [
-        None if c is None else Row(r.pk, r.res_type, r.res_id, c.encode()) for r, c in zip(rows, contents, strict=True)
-    ]
+    contents = filtered_json(request, profile, [(r.pk, r.res_type, r.res_id, r.content) for r in rows])
+    seen = [None if c is None else Row(r.pk, r.res_type, r.res_id, c) for r, c in zip(rows, contents, strict=True)]
     n = len(result.matches)
     result.matches = [r for r in seen[:n] if r is not None]
     result.included = [r for r in seen[n:] if r is not None]
