@@ -145,9 +145,12 @@ Index("ix_idx_geo_latlon", idx_geo.c.lat, idx_geo.c.lon)
 
 INDEX_TABLES = (idx_token, idx_string, idx_number, idx_quantity, idx_date, idx_reference, idx_geo)
 # Indexes a bulk load into an empty store drops and rebuilds (ResourceStore.bulk_load): none is unique, so
-# dropping them cannot let bad data in; the store's own lookups (resource unique key) are kept.
+# dropping them cannot let bad data in; the store's own lookups (resource unique key, primary keys) are kept.
 BULK_DROPPABLE_INDEXES = tuple(
-    ix for t in (*INDEX_TABLES, resource_version) for ix in sorted(t.indexes, key=lambda i: str(i.name))
+    ix
+    for t in (*INDEX_TABLES, resource_version, resource)
+    for ix in sorted(t.indexes, key=lambda i: str(i.name))
+    if not ix.unique
 )
 
 
