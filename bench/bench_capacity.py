@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sqlalchemy import and_, select
 
 from common import fresh_postgres, percentiles, write_result
+from lean_http import LeanClient
 from ror.access.clients import ClientRegistry
 from ror.capacity import patch
 from ror.db.engine import make_engine
@@ -153,6 +154,34 @@ def start_server(url: str, workers: int, port: int) -> subprocess.Popen[bytes]:
 
 
 # --- load -----------------------------------------------------------------------------------------------------
+CLIENT = "lean"  # --client: the load generator's HTTP client
+
+
+class _HttpxClient:
+    """httpx behind the `LeanClient` interface (`--client httpx`: the generator of the earlier figures)."""
+
+    def __init__(self, base: str, headers: dict[str, str]) -> None:
+        self._client = httpx.AsyncClient(base_url=base, headers=headers, timeout=120)
+
+    async def __aenter__(self) -> _HttpxClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._client.aclose()
+
+    async def request(self, method: str, path: str, body: bytes = b"") -> httpx.Response:
+        return await self._client.request(method, path, content=body)
+
+
+def client_for(base: str, headers: dict[str, str]) -> Any:
+    """The load generator's client: `LeanClient` (default: little CPU taken from the server it shares the
+    machine with) or httpx."""
+    if CLIENT == "httpx":
+        return _HttpxClient(base, headers)
+    url = httpx.URL(base)
+    return LeanClient(url.host, url.port or 80, headers)
+
+
 @dataclass
 class Phase:
     requests: int = 0
@@ -202,14 +231,14 @@ async def single_patches(
 
     async def worker(seed: int) -> None:
         rnd = random.Random(seed)
-        async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60) as client:
+        async with client_for(base, headers) as client:
             while time.perf_counter() < stop:
                 unit = rnd.choice(units)
                 nb = next(counter)
                 body = orjson.dumps(patch_body(unit, nb))
                 t0 = time.perf_counter()
                 probe.sent[(unit.location_id, nb)] = t0
-                r = await client.patch(f"/fhir/Location/{unit.location_id}", content=body)
+                r = await client.request("PATCH", f"/fhir/Location/{unit.location_id}", body)
                 t1 = time.perf_counter()
                 phase.requests += 1
                 phase.latencies_ms.append((t1 - t0) * 1000)
@@ -257,7 +286,7 @@ async def batches(
     async def worker(seed: int) -> None:
         rnd = random.Random(seed)
         mine = shares[seed]
-        async with httpx.AsyncClient(base_url=base, headers=headers, timeout=120) as client:
+        async with client_for(base, headers) as client:
             while time.perf_counter() < stop:
                 chosen = rnd.sample(mine, min(size, len(mine)))
                 bundle = {
@@ -272,13 +301,13 @@ async def batches(
                     ],
                 }
                 t0 = time.perf_counter()
-                r = await client.post("/fhir", content=orjson.dumps(bundle))
+                r = await client.request("POST", "/fhir", orjson.dumps(bundle))
                 phase.latencies_ms.append((time.perf_counter() - t0) * 1000)
                 phase.requests += 1
                 if r.status_code != 200:
                     phase.errors[str(r.status_code)] = phase.errors.get(str(r.status_code), 0) + 1
                     continue
-                for e in r.json()["entry"]:
+                for e in orjson.loads(r.content)["entry"]:
                     status = e["response"]["status"].split()[0]
                     if status == "200":
                         phase.updates += 1
@@ -358,7 +387,8 @@ def run_backend(backend: str, args: argparse.Namespace, tmp: Path) -> dict[str, 
     finally:
         proc.terminate()
         proc.wait(30)
-    return {"backend": backend, "workers": workers, "units": len(units), "demo_load_s": round(load_s, 1), **result}
+    info = {"backend": backend, "workers": workers, "units": len(units), "client": CLIENT}
+    return {**info, "demo_load_s": round(load_s, 1), **result}
 
 
 def main() -> None:
@@ -367,7 +397,10 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=15.0, help="duration of each phase")
     ap.add_argument("--clients", type=int, default=16, help="concurrent HTTP clients")
     ap.add_argument("--batch", type=int, default=50, help="entries per bulk-feed Bundle")
+    ap.add_argument("--client", choices=("lean", "httpx"), default="lean", help="load generator's HTTP client")
     args = ap.parse_args()
+    global CLIENT
+    CLIENT = args.client
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     results = []
     with tempfile.TemporaryDirectory(prefix="ror-bench-capacity-") as tmp:
