@@ -95,6 +95,10 @@ def summary() -> list[Row]:
         data = _load(name)
         if data is not None:
             rows += build(data)
+            speed = (data.get("machine_speed") or {}) if isinstance(data, dict) else {}
+            if speed:  # figures of runs on machines of different speeds are not comparable without it
+                value = f"{speed.get('reference_loop_s')} s"
+                rows.append(_row(name, "-", "machine: reference loop (load)", f"{value} ({speed.get('load_1min')})"))
     return rows
 
 
