@@ -287,6 +287,7 @@ def produce() -> None:
     from ror.db.engine import make_engine
 
     out = sys.stdout.buffer
+    sys.stdout = sys.stderr  # stdout carries the frames: a stray print must not corrupt them
     url, path, scope, fmt, batch_size = pickle.load(sys.stdin.buffer)
     engine = make_engine(url)
     try:
