@@ -256,3 +256,24 @@ def test_wildcard_includes(run) -> None:
     assert sorted(i.res_id for i in r.included) == ["eg-1", "ej-1", "loc-rea-rennes", "oi-1"]
     r = run("Location", "_id=loc-rea-rennes&_revinclude=*")
     assert [i.res_id for i in r.included] == ["hs-rea-rennes"]
+
+
+def test_single_criterion_total_counted_on_the_index_table_is_exact(run, store: ResourceStore) -> None:
+    """A query of one plain criterion is counted on its index table alone (no probe of `resource` per match):
+    the total must still count each live resource once — a resource matching through two values (name and
+    alias) once, a deleted one not at all, another type never."""
+    base = {"resourceType": "Organization", "meta": {"tag": [{"system": ids.TRE_R30, "code": "53"}]}}
+    store.update("Organization", "org-count-a", dict(base, name="Zorglub Alpha", alias=["Zorglub Bis"]))
+    store.update("Organization", "org-count-b", dict(base, name="Zorglub Beta"))
+    store.update("Organization", "org-count-c", dict(base, name="Zorglub Gamma"))
+    store.update("Location", "loc-count", {"resourceType": "Location", "name": "Zorglub Lieu", "status": "active"})
+    store.delete("Organization", "org-count-c")
+    parser = QueryParser(default_registry(), make_system_resolver(lookup), CENTROIDS.get)
+    count_sql = str(run.engine._plan(parser.parse("Organization", [("name", "zorglub")]), None).count)  # type: ignore[attr-defined]
+    assert "idx_string" in count_sql and "resource " not in count_sql.replace("resource_pk", "")
+    found = run("Organization", "name=zorglub")
+    assert ids_of(found) == ["org-count-a", "org-count-b"]
+    assert found.total == 2
+    assert run("Organization", "name=zorglub&_summary=count").total == 2
+    assert run("Organization", "name=zorglub&_count=1").total == 2
+    assert run("Location", "name=zorglub").total == 1

@@ -270,6 +270,10 @@ class SearchEngine:
         for e in exprs:
             order_cols += [e.flag.label(None), e.value.label(None)]
         count = select(func.count()).select_from(outer).where(where)
+        matches = self.compiler.index_set(q.nodes, q.res_type) if restrict is None else None
+        if matches is not None:  # one criterion, nothing to hide: counted on its index table alone
+            sub = matches.subquery()
+            count = select(func.count(sub.c.resource_pk.distinct())).select_from(sub)
         return _Plan(where, exprs, kinds, order_cols, count, self._page(q, where, exprs, order_cols, False))
 
     def _page(self, q: SearchQuery, where: Any, exprs: list[_SortExpr], order_cols: list[Any], backwards: bool) -> Any:

