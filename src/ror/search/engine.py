@@ -111,6 +111,7 @@ class _Plan:
     order_cols: list[Any]
     count: Any
     first_page: Any
+    matches: Any = None  # the index set of a one-criterion query with nothing to hide (`Compiler.index_set`)
 
 
 def _encode_cursor(direction: str, values: list[Any]) -> str:
@@ -274,7 +275,29 @@ class SearchEngine:
         if matches is not None:  # one criterion, nothing to hide: counted on its index table alone
             sub = matches.subquery()
             count = select(func.count(sub.c.resource_pk.distinct())).select_from(sub)
+        if matches is not None and not exprs:
+            first = self._keyed_page(q, matches, None, False)
+            return _Plan(where, exprs, kinds, order_cols, count, first, matches)
         return _Plan(where, exprs, kinds, order_cols, count, self._page(q, where, exprs, order_cols, False))
+
+    def _keyed_page(self, q: SearchQuery, matches: Any, after_pk: int | None, backwards: bool) -> Any:
+        """A page in primary-key order of a one-criterion query: the page's keys taken from the index set first
+        (its `count + 1` smallest beyond the cursor), then only their rows read — not every matching row read
+        and sorted to keep 200 (PostgreSQL, `_tag=53`, 6,346 Locations: 87 ms → a few ms)."""
+        outer = _OUTER
+        sub = matches.subquery()
+        key = sub.c.resource_pk
+        keys = select(key).distinct()
+        if after_pk is not None:
+            keys = keys.where(key < after_pk if backwards else key > after_pk)
+        keys = keys.order_by(key.desc() if backwards else key.asc()).limit(q.count + 1)
+        return (
+            select(outer.c.pk, outer.c.res_type, outer.c.res_id, _content(outer.c.content, self._pg))
+            .where(outer.c.pk.in_(keys))
+            .order_by(outer.c.pk.desc() if backwards else outer.c.pk.asc())
+            .limit(q.count + 1)
+            .execution_options(**{RAW_TEXT: True})
+        )
 
     def _page(self, q: SearchQuery, where: Any, exprs: list[_SortExpr], order_cols: list[Any], backwards: bool) -> Any:
         outer = _OUTER
@@ -304,8 +327,13 @@ class SearchEngine:
             if q.cursor:
                 direction, values = _decode_cursor(q.cursor, plan.kinds)
                 backwards = direction == "b"
-                after = and_(plan.where, self._after(plan.exprs, _OUTER.c.pk, values, backwards))
-                page = self._page(q, after, plan.exprs, plan.order_cols, backwards)
+                if plan.matches is not None and not plan.exprs:
+                    if type(values[-1]) is not int:
+                        raise InvalidRequest("_cursor is invalid or belongs to another search", expression="_cursor")
+                    page = self._keyed_page(q, plan.matches, values[-1], backwards)
+                else:
+                    after = and_(plan.where, self._after(plan.exprs, _OUTER.c.pk, values, backwards))
+                    page = self._page(q, after, plan.exprs, plan.order_cols, backwards)
             rows = conn.execute(page).all()
             more = len(rows) > q.count
             rows = rows[: q.count]
