@@ -5,8 +5,9 @@ For each backend: a fresh database loaded with the Bretagne demo (`ror demo --sc
 spawned as a subprocess on a free port (`uvicorn ror.server:create_app --factory`, as `ror serve` without the access
 log; 2 workers on PostgreSQL, 1 on SQLite), a feeder client of profile 1 granted every establishment, then:
 
-1. single PATCH: `--clients` concurrent httpx clients send FHIRPath Patches (`replace` of a unit's current
-   availability, a new number each time) to random units for `--seconds` → requests/s, latency p50/p95; meanwhile
+1. single PATCH: `--clients` concurrent keep-alive clients (`lean_http`; httpx with `--client httpx`) send
+   FHIRPath Patches (`replace` of a unit's current availability, a new number each time) to random units for
+   `--seconds` → requests/s, latency p50/p95; meanwhile
    one SSE subscriber on /api/capacity/stream matches every event to its write → write-to-delivery p50/p95
    (from the moment the PATCH was sent, and from the moment its 200 came back);
 2. bulk feed: the same clients send `Bundle` batches of `--batch` PATCH entries (distinct units) for `--seconds`
