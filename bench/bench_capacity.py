@@ -16,6 +16,10 @@ log; 2 workers on PostgreSQL, 1 on SQLite), a feeder client of profile 1 granted
    own establishments' units, as hospital software does ("own units").
 
     .venv/bin/python bench/bench_capacity.py [--backend sqlite|postgresql|both] [--seconds 15] [--clients 16]
+        [--skip-load]
+
+Each phase also prints the CPU milliseconds per request spent by the server's processes, PostgreSQL and the load
+generator (`cpu_ms_per_…`, from /proc): on a 2-core machine shared by all three, the throughput is their sum.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sqlalchemy import and_, select
 
-from common import fresh_postgres, percentiles, write_result
+from common import cpu_by_role, cpu_per_request, fresh_postgres, percentiles, write_result
 from lean_http import LeanClient
 from ror.access.clients import ClientRegistry
 from ror.capacity import patch
@@ -319,15 +323,17 @@ async def batches(
     return phase
 
 
-async def measure(base: str, headers: dict[str, str], units: list[Unit], args: argparse.Namespace) -> dict[str, Any]:
+async def measure(
+    base: str, headers: dict[str, str], units: list[Unit], args: argparse.Namespace, server_pid: int | None = None
+) -> dict[str, Any]:
     probe = SseProbe()
     ready = asyncio.Event()
     listener = asyncio.create_task(sse_listener(base, headers, probe, ready))
     await asyncio.wait_for(ready.wait(), 30)
     await single_patches(base, headers, units, 2, 1.0, SseProbe())  # warm-up: connections, caches
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), cpu_by_role(server_pid)
     single = await single_patches(base, headers, units, args.clients, args.seconds, probe)
-    single_s = time.perf_counter() - t0
+    single_s, single_cpu = time.perf_counter() - t0, cpu_per_request(cpu0, cpu_by_role(server_pid), single.requests)
     deadline = time.perf_counter() + 10  # let the stream catch up (poll, bounded)
     while len(probe.after_send_ms) < single.updates and time.perf_counter() < deadline:
         await asyncio.sleep(0.05)
@@ -335,9 +341,9 @@ async def measure(base: str, headers: dict[str, str], units: list[Unit], args: a
     t0 = time.perf_counter()
     bulk = await batches(base, headers, units, args.clients, args.seconds, args.batch)
     bulk_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), cpu_by_role(server_pid)
     own = await batches(base, headers, units, args.clients, args.seconds, args.batch, partitioned=True)
-    own_s = time.perf_counter() - t0
+    own_s, own_cpu = time.perf_counter() - t0, cpu_per_request(cpu0, cpu_by_role(server_pid), own.updates)
     o50, o95 = percentiles(own.latencies_ms)
     p50, p95 = percentiles(single.latencies_ms)
     b50, b95 = percentiles(bulk.latencies_ms)
@@ -348,6 +354,7 @@ async def measure(base: str, headers: dict[str, str], units: list[Unit], args: a
         "single_p50_ms": round(p50, 1),
         "single_p95_ms": round(p95, 1),
         "single_errors": single.errors,
+        "single_cpu_ms_per_patch": single_cpu,
         "bulk_updates_per_s": round(bulk.updates / bulk_s),
         "bulk_bundles": bulk.requests,
         "bulk_p50_ms": round(b50, 1),
@@ -357,6 +364,7 @@ async def measure(base: str, headers: dict[str, str], units: list[Unit], args: a
         "bulk_own_units_p50_ms": round(o50, 1),
         "bulk_own_units_p95_ms": round(o95, 1),
         "bulk_own_units_errors": own.errors,
+        "bulk_own_units_cpu_ms_per_update": own_cpu,
         "sse_delivered": f"{len(probe.after_send_ms)}/{single.updates}",
         "sse_after_send_p50_ms": s50 and round(s50, 1),
         "sse_after_send_p95_ms": s95 and round(s95, 1),
@@ -366,10 +374,13 @@ async def measure(base: str, headers: dict[str, str], units: list[Unit], args: a
 
 
 def run_backend(backend: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    url = fresh_postgres("ror_bench_capacity") if backend == "postgresql" else f"sqlite:///{tmp / 'capacity.db'}"
     workers = 2 if backend == "postgresql" else 1
-    print(f"[{backend}] loading the Bretagne demo…", flush=True)
-    load_s = load_demo(url)
+    if args.skip_load and backend == "postgresql":  # the database of an earlier run, as it was left
+        url, load_s = "postgresql+psycopg://postgres@127.0.0.1:5432/ror_bench_capacity", 0.0
+    else:
+        url = fresh_postgres("ror_bench_capacity") if backend == "postgresql" else f"sqlite:///{tmp / 'capacity.db'}"
+        print(f"[{backend}] loading the Bretagne demo…", flush=True)
+        load_s = load_demo(url)
     units, client_id, secret = units_and_client(url)
     port = free_port()
     proc = start_server(url, workers, port)
@@ -384,7 +395,7 @@ def run_backend(backend: str, args: argparse.Namespace, tmp: Path) -> dict[str, 
             f"[{backend}] {len(units)} units, {workers} worker(s), {args.clients} clients × {args.seconds} s",
             flush=True,
         )
-        result = asyncio.run(measure(base, headers, units, args))
+        result = asyncio.run(measure(base, headers, units, args, proc.pid))
     finally:
         proc.terminate()
         proc.wait(30)
@@ -399,6 +410,9 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=16, help="concurrent HTTP clients")
     ap.add_argument("--batch", type=int, default=50, help="entries per bulk-feed Bundle")
     ap.add_argument("--client", choices=("lean", "httpx"), default="lean", help="load generator's HTTP client")
+    ap.add_argument(
+        "--skip-load", action="store_true", help="PostgreSQL: reuse the database of an earlier run (no fresh demo)"
+    )
     args = ap.parse_args()
     global CLIENT
     CLIENT = args.client

@@ -69,6 +69,48 @@ def _steal() -> float:
         return 0.0
 
 
+def _proc_cpu(pid: int) -> tuple[float, str, int]:
+    """(CPU seconds used, command name, parent pid) of one process, from /proc (0 when it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0, "", 0
+    name = stat[stat.index("(") + 1 : stat.rindex(")")]
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), name, int(fields[1])
+
+
+def cpu_by_role(server_pid: int | None) -> dict[str, float]:
+    """CPU seconds used so far by the server (`server_pid` and its descendants: uvicorn's workers), PostgreSQL's
+    processes and this process (the load generator): two readings around a phase give what each side spent on
+    it, so that a throughput figure can be read as CPU per request on a machine shared by all three."""
+    procs: dict[int, tuple[float, str, int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            procs[int(entry.name)] = _proc_cpu(int(entry.name))
+    server: set[int] = set()
+    if server_pid is not None:
+        server.add(server_pid)
+        grew = True
+        while grew:
+            grew = False
+            for pid, (_, _, ppid) in procs.items():
+                if ppid in server and pid not in server:
+                    server.add(pid)
+                    grew = True
+    return {
+        "server": sum(procs[p][0] for p in server if p in procs),
+        "postgres": sum(cpu for cpu, name, _ in procs.values() if name.startswith("postgres")),
+        "client": sum(os.times()[:4]),
+    }
+
+
+def cpu_per_request(before: dict[str, float], after: dict[str, float], requests: int) -> dict[str, float]:
+    """CPU milliseconds per request of each role between two `cpu_by_role` readings."""
+    n = max(requests, 1)
+    return {role: round((after[role] - before[role]) * 1000 / n, 2) for role in before}
+
+
 def write_result(name: str, data: Any) -> Path:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"

@@ -155,9 +155,10 @@ def _extracted_rows(store: ResourceStore, res: dict[str, object]) -> dict[str, l
 
 
 def test_updates_rewrite_only_changed_rows_and_stay_equal_to_a_full_extraction(store: ResourceStore) -> None:
-    """An update rebuilds only the index rows of the parameters whose elements changed (search.extract.affected);
-    after every kind of change (capacity extension, telecom added then removed, position moved then removed,
-    name, partOf, through update, modify and bulk_upsert) the stored rows equal a full extraction."""
+    """An update replaces only the index rows that differ (search.extract.row_changes); after every kind of change
+    (one indicator's count, indicators swapped, one duplicated, capacity extension removed, telecom added then
+    removed, position moved then removed, name, partOf, through update, modify and bulk_upsert) the stored rows
+    equal a full extraction."""
     from pathlib import Path
 
     loc = orjson.loads((Path(__file__).parent / "fixtures" / "Location-ror-location-exemple-1.json").read_bytes())
@@ -170,7 +171,23 @@ def test_updates_rewrite_only_changed_rows_and_stay_equal_to_a_full_extraction(s
         assert _stored_rows(store, pk) == _extracted_rows(store, res)
 
     check()
+
+    def capacities(r: dict[str, object]) -> list[dict[str, object]]:
+        return [e for e in r["extension"] if "capacity" in e["url"]]  # type: ignore[attr-defined]
+
+    def set_count(r: dict[str, object]) -> None:
+        first = capacities(r)[0]
+        next(x for x in first["extension"] if x["url"] == "nbCapacity")["valueInteger"] = 14  # type: ignore[attr-defined]
+
+    def swap(r: dict[str, object]) -> None:
+        ext = r["extension"]  # type: ignore[index]
+        i, j = (ext.index(e) for e in capacities(r)[:2])  # type: ignore[attr-defined]
+        ext[i], ext[j] = ext[j], ext[i]  # type: ignore[index]
+
     steps = [
+        set_count,
+        swap,
+        lambda r: r["extension"].append(capacities(r)[-1]),  # type: ignore[attr-defined]
         lambda r: r.update(extension=[e for e in r.get("extension", []) if "capacity" not in e["url"]]),
         lambda r: r.update(telecom=[{"system": "phone", "value": "02 99 00 00 00"}]),
         lambda r: r.update(position={"latitude": 48.11, "longitude": -1.68}),
@@ -298,3 +315,35 @@ def test_bulk_load_rebuilds_indexes_and_foreign_keys_and_a_migration_repairs_an_
     assert _bulk_structures(store) != before
     migrate.upgrade(store.engine)
     assert _bulk_structures(store) == before
+
+
+def test_row_changes_of_one_indicator_count_are_two_groups() -> None:
+    """A capacity PATCH that changes one indicator's count replaces that indicator's count and date rows (and
+    `_lastUpdated`), not the ~30 rows of every capacity parameter."""
+    from pathlib import Path
+
+    from ror.search.extract import extract, row_changes
+    from ror.search.registry import default_registry
+
+    reg = default_registry()
+    loc = orjson.loads((Path(__file__).parent / "fixtures" / "Location-ror-location-exemple-1.json").read_bytes())
+    after = orjson.loads(orjson.dumps(loc))
+    first = next(e for e in after["extension"] if "capacity" in e["url"])
+    for x in first["extension"]:
+        if x["url"] == "nbCapacity":
+            x["valueInteger"] = 14
+        if x["url"] == "capacityUpdateDate":
+            x["valueDateTime"] = "2026-12-01T10:00:00+01:00"
+    changed = frozenset({"extension"})
+    before_rows, after_rows = extract(reg, loc, changed), extract(reg, after, changed)
+    ch = row_changes(before_rows, after_rows)
+    grp = 0  # the first indicator
+    assert {name: [g for _, g in keys] for name, keys in ch.stale.items()} == {"number": [grp], "date": [grp]}
+    assert [r[3] for r in ch.rows.number] == [14.0] and len(ch.rows.date) == 1
+    assert not ch.geo and not ch.rows.token
+    # nothing changed: nothing to do; the geo row follows the position
+    same = row_changes(before_rows, extract(reg, loc, changed))
+    assert same.stale == {} and not same.geo
+    moved = dict(loc, position={"latitude": 48.0, "longitude": -1.7})
+    geo = row_changes(extract(reg, loc, frozenset({"position"})), extract(reg, moved, frozenset({"position"})))
+    assert geo.geo and geo.rows.geo == [("Location", 48.0, -1.7)]

@@ -12,6 +12,7 @@ from ror.access.tokens import Caller
 from ror.db.tables import audit_event, person, resource
 from ror.errors import RorError
 from ror.search.normalise import utcnow
+from ror.store.rawsql import Batch
 
 
 def entry(
@@ -41,12 +42,28 @@ def entry(
     }
 
 
+_AUDIT_COLS = (
+    "recorded",
+    "actor_type",
+    "actor_id",
+    "action",
+    "outcome",
+    "res_type",
+    "res_id",
+    "version_id",
+    "remote_addr",
+    "detail",
+)
+
+
 def record_many(target: Engine | Connection, rows: list[dict[str, object]]) -> None:
     """Several audit rows in one statement (a bulk feed writes one per entry)."""
     if not rows:
         return
-    if isinstance(target, Connection):
-        target.execute(insert(audit_event), rows)
+    if isinstance(target, Connection):  # inside a write: at driver level (the capacity feed's hot path)
+        batch = Batch(target)
+        batch.insert(audit_event, _AUDIT_COLS, [tuple(r.get(col) for col in _AUDIT_COLS) for r in rows])
+        batch.run()
     else:
         with target.begin() as c:
             c.execute(insert(audit_event), rows)

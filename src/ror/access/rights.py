@@ -8,22 +8,25 @@ from collections.abc import Collection
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, bindparam, func, select
+from sqlalchemy import Connection
 
 from ror.access.tokens import Caller
-from ror.db.tables import resource
 from ror.directory import ids
 from ror.errors import RorError
+from ror.store.rawsql import fetch_all
 
 MAX_DEPTH = 6
-# built once: looked up on every write (the capacity feed's hot path)
-# `coalesce(deleted)`: the (res_type, res_id) key drives on both engines, also without planner statistics (SQLite
-# then chose the (res_type, deleted) index: ~100 ms per lookup on a national database)
-_ORGANIZATIONS = select(resource.c.res_id, resource.c.content).where(
-    resource.c.res_type == "Organization",
-    resource.c.res_id.in_(bindparam("ids", expanding=True)),
-    func.coalesce(resource.c.deleted, False).is_(False),
-)
+
+
+# looked up on every write (the capacity feed's hot path), at driver level (`fetch_all`); `coalesce(deleted)`: the
+# (res_type, res_id) key drives on both engines, also without planner statistics (SQLite then chose the
+# (res_type, deleted) index: ~100 ms per lookup on a national database)
+def _organizations_sql(n: int) -> str:
+    marks = ", ".join(["?"] * n)
+    return (
+        "SELECT res_id, content FROM resource WHERE res_type = 'Organization'"
+        f" AND res_id IN ({marks}) AND coalesce(deleted, ?) = ?"
+    )
 
 
 class Forbidden(RorError):
@@ -81,7 +84,9 @@ def establishments(conn: Connection, org_ids: Collection[str], enough: Collectio
         wanted = sorted(set(frontier.values()))
         contents: dict[str, str] = {}
         for start in range(0, len(wanted), 900):
-            contents.update((r[0], r[1]) for r in conn.execute(_ORGANIZATIONS, {"ids": wanted[start : start + 900]}))
+            chunk = wanted[start : start + 900]
+            rows = fetch_all(conn, _organizations_sql(len(chunk)), (*chunk, False, False))
+            contents.update((r[0], r[1]) for r in rows)
         following: dict[str, str] = {}
         for start, current in frontier.items():
             content = contents.get(current)

@@ -30,6 +30,43 @@ def _sqlite_text(v: datetime) -> str:  # a batch stamps all its rows with one in
     return v.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
+def sqlite_datetime_value(v: Any) -> Any:
+    """A DateTime column read at driver level: SQLite gives the stored text (see `sqlite_datetime`), PostgreSQL
+    a datetime already."""
+    return datetime.fromisoformat(v) if isinstance(v, str) else v
+
+
+@lru_cache(maxsize=256)
+def _pg_sql(sql: str) -> str:
+    return sql.replace("?", "%s")
+
+
+def fetch_all(c: Connection, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+    """A read at driver level (`?` marks the parameters on both engines): ~0.1 ms of Python where SQLAlchemy's
+    execution of the same prebuilt statement costs 0.25–0.35 ms (measured; a capacity PATCH runs several).
+    Values come as the driver gives them: on SQLite a DateTime column is text (`sqlite_datetime_value`)."""
+    raw = c.connection.driver_connection
+    try:
+        if c.dialect.name == "postgresql":
+            return raw.cursor().execute(_pg_sql(sql), tuple(params)).fetchall()  # type: ignore[no-any-return]
+        return raw.execute(sql, _sqlite_row(tuple(params))).fetchall()  # type: ignore[no-any-return]
+    except c.dialect.loaded_dbapi.Error as exc:
+        raise _dbapi_error(c, sql, exc) from exc
+
+
+def _dbapi_error(c: Connection, sql: str, exc: Exception) -> DBAPIError:
+    """A driver error as SQLAlchemy would raise it (503 mapping, retries)."""
+    raw = c.connection.driver_connection
+    return DBAPIError.instance(
+        sql,
+        None,
+        exc,
+        c.dialect.loaded_dbapi.Error,
+        connection_invalidated=bool(getattr(raw, "broken", False)),
+        dialect=c.dialect,
+    )
+
+
 def _sqlite_row(row: Row) -> Row:
     return tuple(sqlite_datetime(v) for v in row)
 
@@ -105,11 +142,4 @@ class Batch:
                     else:
                         cursor.execute(sql, rows[0])
         except self.c.dialect.loaded_dbapi.Error as exc:  # as SQLAlchemy would raise it (503 mapping, retries)
-            raise DBAPIError.instance(
-                sql,
-                None,
-                exc,
-                self.c.dialect.loaded_dbapi.Error,
-                connection_invalidated=bool(getattr(raw, "broken", False)),
-                dialect=self.c.dialect,
-            ) from exc
+            raise _dbapi_error(self.c, sql, exc) from exc

@@ -32,11 +32,11 @@ from ror.db.tables import (
     resource_version,
 )
 from ror.errors import Gone, InvalidRequest, NotFound, PreconditionFailed, RorError
-from ror.search.extract import Affected, IndexRows, affected, extract
+from ror.search.extract import IndexRows, RowChanges, extract, row_changes
 from ror.search.normalise import fhir_instant, utcnow
 from ror.search.registry import Registry, default_registry
 from ror.store.meta import commune_code, content_hash, creation_date, dumps, finalise, region_tag
-from ror.store.rawsql import Batch
+from ror.store.rawsql import Batch, fetch_all, sqlite_datetime_value
 
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 # A version row's content is NULL while it is the current version: the content is then resource.content.
@@ -46,22 +46,18 @@ _VERSION_CONTENT = func.coalesce(resource_version.c.content, resource.c.content)
 # paid several times per write on the capacity feed's hot path.
 _BY_KEY = (resource.c.res_type == bindparam("t"), resource.c.res_id == bindparam("i"))
 _READ = select(resource.c.version_id, resource.c.last_updated, resource.c.deleted, resource.c.content).where(*_BY_KEY)
-_CURRENT = select(
-    resource.c.pk,
-    resource.c.version_id,
-    resource.c.last_updated,
-    resource.c.deleted,
-    resource.c.created,
-    resource.c.region,
-    resource.c.content_hash,
-    resource.c.content,
-).where(*_BY_KEY)
-_CURRENT_FOR_UPDATE = _CURRENT.with_for_update()
-_CURRENT_MANY = (
-    select(*_CURRENT.selected_columns, resource.c.res_id)
-    .where(resource.c.res_type == bindparam("t"), resource.c.res_id.in_(bindparam("ids", expanding=True)))
-    .order_by(resource.c.res_id)
-)
+# The current row(s) a write starts from, read at driver level (`fetch_all`: the capacity feed's hot path);
+# on PostgreSQL locked until the transaction ends (`FOR UPDATE`; SQLite writers hold the database lock).
+_CURRENT_COLS = "pk, version_id, last_updated, deleted, region, content_hash, content"
+_CURRENT_SQL = f"SELECT {_CURRENT_COLS} FROM resource WHERE res_type = ? AND res_id = ?"
+
+
+def _current_many_sql(n: int, lock: bool) -> str:
+    marks = ", ".join(["?"] * n)
+    sql = f"SELECT {_CURRENT_COLS}, res_id FROM resource WHERE res_type = ? AND res_id IN ({marks}) ORDER BY res_id"
+    return sql + " FOR UPDATE" if lock else sql
+
+
 _EXISTS = select(resource.c.pk).where(*_BY_KEY, resource.c.deleted.is_(False))
 
 
@@ -160,12 +156,12 @@ class _Pending:
     deleted: bool
     previous: str | None = None
     rows: IndexRows = field(default_factory=IndexRows)
-    affected: Affected | None = None  # on an update, the index rows to replace; None: all of them
+    changes: RowChanges | None = None  # on an update, the index rows to replace; None: all of them
 
 
 @dataclass
 class _Row:
-    """The current row of a resource as a write needs it (the columns of `_CURRENT`)."""
+    """The current row of a resource as a write needs it (the columns of `_CURRENT_COLS`)."""
 
     pk: int | None
     version_id: int
@@ -177,7 +173,9 @@ class _Row:
 
     @classmethod
     def of(cls, row: Any) -> _Row:
-        return cls(row.pk, row.version_id, row.last_updated, row.deleted, row.region, row.content_hash, row.content)
+        """From a driver row of `_CURRENT_COLS` (in that order)."""
+        pk, version_id, last_updated, deleted, region, content_hash, content = row[:7]
+        return cls(pk, version_id, sqlite_datetime_value(last_updated), bool(deleted), region, content_hash, content)
 
 
 PreparedVersion = _Pending  # what `prepare_new` returns: opaque to callers, picklable
@@ -494,8 +492,9 @@ class ResourceStore:
             with self.write_tx() as c:
                 yield c
 
-    def _current(self, c: Connection, res_type: str, res_id: str) -> Any:
-        return c.execute(_CURRENT if self._sqlite else _CURRENT_FOR_UPDATE, {"t": res_type, "i": res_id}).first()
+    def _current(self, c: Connection, res_type: str, res_id: str) -> _Row | None:
+        rows = fetch_all(c, _CURRENT_SQL if self._sqlite else _CURRENT_SQL + " FOR UPDATE", (res_type, res_id))
+        return _Row.of(rows[0]) if rows else None
 
     @staticmethod
     def _kept_creation_date(previous: dict[str, Any] | None, res: dict[str, Any]) -> str | None:
@@ -528,13 +527,15 @@ class ResourceStore:
         previous: str | None = None,
         previous_res: dict[str, Any] | None = None,
     ) -> _Pending:
-        """`previous_res`: the current version, parsed, when it is live: only the index rows of the parameters
-        whose elements changed are then rebuilt (`search.extract.affected`)."""
+        """`previous_res`: the current version, parsed, when it is live: only the index rows that differ between
+        the two versions are then replaced (`search.extract.row_changes`, among the parameters whose elements
+        changed)."""
         region = self._region(res, previous_region)
         final = finalise(res, res_id=res_id, version_id=version_id, last_updated=now, region=region, created=created)
-        changed: frozenset[str] | None = None
+        changes: RowChanges | None = None
         if previous_res is not None and pk is not None:
             changed = frozenset(k for k in final.keys() | previous_res.keys() if final.get(k) != previous_res.get(k))
+            changes = row_changes(extract(self.registry, previous_res, changed), extract(self.registry, final, changed))
         return _Pending(
             pk=pk,
             res_type=res_type,
@@ -546,8 +547,8 @@ class ResourceStore:
             content=dumps(final),
             deleted=False,
             previous=previous,
-            rows=extract(self.registry, final, changed),
-            affected=None if changed is None else affected(self.registry, res_type, changed),
+            rows=extract(self.registry, final) if changes is None else changes.rows,
+            changes=changes,
         )
 
     def _write(
@@ -635,10 +636,10 @@ class ResourceStore:
         with self._tx(conn) as c:
             ids = sorted({rid for rid, _ in changes})
             rows: dict[str, Any] = {}
-            q = _CURRENT_MANY if self._sqlite else _CURRENT_MANY.with_for_update()
             for start in range(0, len(ids), 900):
-                for row in c.execute(q, {"t": res_type, "ids": ids[start : start + 900]}):
-                    rows[row.res_id] = _Row.of(row)
+                chunk = ids[start : start + 900]
+                for row in fetch_all(c, _current_many_sql(len(chunk), not self._sqlite), (res_type, *chunk)):
+                    rows[row[7]] = _Row.of(row)
             if prepare is not None:
                 prepare(
                     c,
@@ -865,22 +866,31 @@ class ResourceStore:
             batch.insert(table, _INDEX_COLS[table], rows)
 
     def _clear_indexes(self, batch: Batch, pending: list[_Pending]) -> None:
-        """Delete the index rows that the new versions replace: all of them, or only the rows of the parameters
-        `affected` by the change. Pending versions with the same affected set share one statement per table and
-        chunk of 900 (plain driver SQL: the SQLAlchemy-built DELETE … IN cost ~1 ms per table)."""
-        groups: dict[Affected | None, list[int]] = {}
-        for p in pending:
-            if p.pk is not None:
-                groups.setdefault(p.affected, []).append(p.pk)
-        for aff, pks in groups.items():
+        """Delete the index rows that the new versions replace: all of them (one statement per table and chunk
+        of 900 resources for all such versions), or on an update only the groups of rows that differ (one row
+        of an executemany per group: `resource_pk, param` lead the table's index)."""
+        whole = [p.pk for p in pending if p.pk is not None and p.changes is None]
+        if whole:
             for table in _INDEX_COLS:
-                if aff is None:
-                    _delete_rows(batch, table.name, pks, ())
-                elif table is idx_geo:
-                    if aff.geo:
-                        _delete_rows(batch, table.name, pks, ())
-                elif aff.params.get(_FIELD_OF_TABLE[table]):
-                    _delete_rows(batch, table.name, pks, aff.params[_FIELD_OF_TABLE[table]])
+                _delete_rows(batch, table.name, whole, ())
+        m = batch.mark
+        stale: dict[str, list[tuple[Any, ...]]] = {}
+        geo: list[int] = []
+        for p in pending:
+            if p.pk is None or p.changes is None:
+                continue
+            for name, keys in p.changes.stale.items():
+                stale.setdefault(name, []).extend((p.pk, param, -1 if grp is None else grp) for param, grp in keys)
+            if p.changes.geo:
+                geo.append(p.pk)
+        for table, name in _FIELD_OF_TABLE.items():
+            if stale.get(name):
+                batch.executemany(
+                    f"DELETE FROM {table.name} WHERE resource_pk = {m} AND param = {m} AND coalesce(grp, -1) = {m}",
+                    stale[name],
+                )
+        if geo:
+            _delete_rows(batch, idx_geo.name, geo, ())
 
     def reindex(
         self, res_type: str | None = None, *, size: int = 500, progress: Callable[[int], None] | None = None
