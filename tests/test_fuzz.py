@@ -25,7 +25,7 @@ from ror.capacity import projection
 from ror.db.tables import api_client
 from ror.fhir.auth import RateLimiter
 from ror.fhir.common import RESOURCE_TYPES
-from ror.fhir.limits import DEFAULT_MAX_BODY, DEFAULT_MAX_DEPTH, json_depth
+from ror.fhir.limits import DEFAULT_MAX_BODY, DEFAULT_MAX_DEPTH, json_depth, too_deep
 from ror.geo.loader import load_geography
 from ror.search.registry import default_registry
 from ror.server import create_app
@@ -493,6 +493,27 @@ def test_json_depth_ignores_brackets_in_strings() -> None:
     assert json_depth(b'["\\"[[["]') == 1
     assert json_depth(b"") == 0
     assert json_depth(b"[" * 10) == 10  # unbalanced: still counted, the parser refuses it afterwards
+
+
+def test_too_deep_agrees_with_the_exact_depth() -> None:
+    """The middleware's fast check (innermost pairs removed pass after pass) decides as `json_depth` does, on
+    balanced, unbalanced, string-laden and mixed-bracket texts, at and around the limit."""
+    samples = [
+        b"",
+        b"{}",
+        b'{"a": "[[[[{{{{", "b": [1, [2]]}',
+        b'["\\"[[["]',
+        b"[" * 10,
+        b"]]][[[",
+        b"[{]}",
+        b"[][][[]]" * 3,
+        b'{"e": [' + b'{"x": [' * 5 + b"1" + b"]}" * 5 + b"]}",
+    ]
+    samples += [b"[" * d + b"]" * d for d in (1, 3, 4, 5, 63, 64, 65, 200)]
+    samples += [b'{"a":' * d + b"1" + b"}" * d for d in (4, 5, 64, 65)]
+    for body in samples:
+        for limit in (3, 4, 5, 64):
+            assert too_deep(body, limit) == (json_depth(body) > limit), (body[:40], limit)
 
 
 # ---------------------------------------------------------------------------------------------------- schemathesis

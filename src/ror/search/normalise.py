@@ -24,8 +24,11 @@ def norm_text(value: str) -> str:
     return " ".join(stripped.lower().split())
 
 
+@lru_cache(maxsize=65536)
 def date_range(value: str) -> tuple[datetime, datetime]:
-    """The [low, high] UTC instant range (naive UTC datetimes) a FHIR date/dateTime/instant covers."""
+    """The [low, high] UTC instant range (naive UTC datetimes) a FHIR date/dateTime/instant covers. Cached: a
+    capacity write reads each indicator's update date several times (validation, index rows of both versions,
+    projection), a bulk feed of 50 units ~1,000 times (13 % of its CPU before the cache)."""
     m = _DATE.match(value.strip())
     if not m:
         raise ValueError(f"not a FHIR date: {value!r}")
