@@ -18,8 +18,9 @@ def normalise_url(url: str) -> str:
 
 
 def is_sqlite(engine_or_url: Engine | str) -> bool:
-    url = engine_or_url if isinstance(engine_or_url, str) else str(engine_or_url.url)
-    return make_url(url).get_backend_name() == "sqlite"
+    if not isinstance(engine_or_url, str):  # an engine knows its dialect (parsing its URL cost ~0.1 ms per write)
+        return bool(engine_or_url.dialect.name == "sqlite")
+    return make_url(engine_or_url).get_backend_name() == "sqlite"
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

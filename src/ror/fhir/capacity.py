@@ -33,8 +33,10 @@ async def read_json(request: Request) -> Any:
         raise InvalidRequest(f"the body is not valid JSON: {exc}", expression="body") from exc
 
 
-async def _patch(request: Request, location_id: str | None, identifier: str | None) -> FhirResponse:
-    body = await read_json(request)
+async def _patch(request: Request, location_id: str | None, identifier: str | None, body: Any = None) -> FhirResponse:
+    """`body`: the parsed JSON body when the route has read it already."""
+    if body is None:
+        body = await read_json(request)
     caller = getattr(request.state, "caller", ANONYMOUS)
     # the write runs in the thread pool: the event loop keeps serving other requests meanwhile
     result = await run_in_threadpool(
@@ -67,7 +69,7 @@ async def patch_location(location_id: str, request: Request) -> Response:
     json_patch = request.headers.get("content-type", "").split(";")[0].strip().lower() == JSON_PATCH
     if json_patch or not is_capacity_patch(body):
         return await patch_resource(request, "Location", location_id)
-    return await _patch(request, location_id, None)
+    return await _patch(request, location_id, None, body)
 
 
 @router.patch("/fhir/Location")
