@@ -3,6 +3,7 @@ maintained by a store observer in the same transaction as the Location version (
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -12,6 +13,7 @@ from ror.capacity import stream
 from ror.capacity.model import KEY_FIELDS, Indicator, indicators_of
 from ror.db.tables import capacity, capacity_event
 from ror.errors import RorError
+from ror.memo import Lru
 from ror.search.extract import departement_of_commune
 from ror.store.meta import commune_code, region_tag
 from ror.store.rawsql import Batch
@@ -33,6 +35,28 @@ def _indicators(res: dict[str, Any] | None) -> dict[tuple[str, ...], Indicator]:
                 continue
             out.update({i.key: i for i in ind})
         return out
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """What the projection reads of one stored Location content."""
+
+    indicators: dict[tuple[str, ...], Indicator]
+    commune: str | None
+    region: str | None
+
+
+# by stored content: a write's "before" is the previous write's "after", mostly in the same process (a feeder's
+# connection stays with one server worker), so each content is parsed once instead of twice
+_FACTS: Lru[str, _Facts] = Lru(2048)
+
+
+def _facts(content: str) -> _Facts:
+    def read() -> _Facts:
+        res = orjson.loads(content)
+        return _Facts(_indicators(res), commune_code(res), region_tag(res))
+
+    return _FACTS.get_or(content, read)
 
 
 def _key_columns(key: tuple[str, ...]) -> dict[str, str]:
@@ -59,19 +83,14 @@ def project(conn: Connection, batch: Batch, events: list[WriteEvent]) -> None:
     regions: dict[int, str | None] = {}
     deps: dict[int, str | None] = {}
     for e in events:
-        prev_res = orjson.loads(e.previous) if e.previous else None
-        cur_res = orjson.loads(e.current) if e.current else None
-        before = _indicators(prev_res)
-        after = _indicators(cur_res)
-        commune = commune_code(cur_res) if cur_res else None
+        prev = _facts(e.previous) if e.previous else None
+        cur = _facts(e.current) if e.current else None
+        before = prev.indicators if prev else {}
+        after = cur.indicators if cur else {}
+        commune = cur.commune if cur else None
         dep = departement_of_commune(commune) if commune else None
         regions[e.pk], deps[e.pk] = e.region, dep
-        in_place = (
-            prev_res is not None
-            and cur_res is not None
-            and commune_code(prev_res) == commune
-            and region_tag(prev_res) == e.region
-        )
+        in_place = prev is not None and cur is not None and prev.commune == commune and prev.region == e.region
         if not in_place:
             rewritten.append(e.pk)
         for key, ind in after.items():

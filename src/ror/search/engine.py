@@ -7,8 +7,6 @@ that did not change)."""
 from __future__ import annotations
 
 import base64
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -40,6 +38,7 @@ from sqlalchemy.sql.selectable import FromClause
 from ror.db.engine import is_sqlite
 from ror.db.tables import idx_date, idx_geo, idx_number, idx_quantity, idx_reference, idx_string, idx_token, resource
 from ror.errors import InvalidRequest
+from ror.memo import Lru
 from ror.search.aliases import alias, statement_scope
 from ror.search.geo import distance_sql
 from ror.search.query import Chain, Criterion, Has, Include, Node, SearchQuery, SortKey
@@ -147,8 +146,7 @@ class SearchEngine:
         if raw_text and not event.contains(engine, "before_cursor_execute", _raw_text):
             event.listen(engine, "before_cursor_execute", _raw_text)
         self._statements: dict[tuple[Any, ...], Any] = {}
-        self._plans: OrderedDict[tuple[Any, ...], _Plan] = OrderedDict()
-        self._plans_lock = threading.Lock()
+        self._plans: Lru[tuple[Any, ...], _Plan] = Lru(MAX_PLANS)
 
     # -- sorting -----------------------------------------------------------------------------------------------
     def _sort_exprs(self, q: SearchQuery, outer: FromClause) -> list[_SortExpr]:
@@ -243,19 +241,9 @@ class SearchEngine:
         condition tree is a quarter of a small search's time. The plan holds no data, only SQL: every execution
         reads the database. Queries whose SQL depends on the clock (`ap` on dates) are built every time."""
         key = _plan_key(q, restrict)
-        if key is not None:
-            with self._plans_lock:
-                plan = self._plans.get(key)
-                if plan is not None:
-                    self._plans.move_to_end(key)
-                    return plan
-        plan = self._build_plan(q, restrict)
-        if key is not None:
-            with self._plans_lock:
-                self._plans[key] = plan
-                if len(self._plans) > MAX_PLANS:
-                    self._plans.popitem(last=False)
-        return plan
+        if key is None:
+            return self._build_plan(q, restrict)
+        return self._plans.get_or(key, lambda: self._build_plan(q, restrict))
 
     def _build_plan(self, q: SearchQuery, restrict: Restrict | None) -> _Plan:
         outer = _OUTER
