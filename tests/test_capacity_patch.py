@@ -369,3 +369,37 @@ def test_live_stream_delivers_committed_changes(store: ResourceStore, engine: En
         assert change["departement"] == "35"  # the delay is measured by bench/bench_capacity.py, not asserted here
     finally:
         server.should_exit = True
+
+
+def test_a_stored_indicator_that_no_longer_parses_is_reported_never_dropped(http, store: ResourceStore) -> None:
+    """The write protocol reads the current indicators once per stored content (a memo shared with the
+    projection, which skips what it cannot parse): a PATCH on a Location whose stored indicator is malformed is a
+    400 naming it, and the stored indicator is kept; once repaired, successive PATCHes (served from the memo)
+    keep every other indicator."""
+    client, h = http
+    broken = store.read("Location", "loc-rea").resource()
+    caps = [e for e in broken["extension"] if e["url"] == ids.EXT_CAPACITY]
+    bad = next(x for x in caps[0]["extension"] if x["url"] == "nbCapacity")
+    bad["valueInteger"] = -4
+    store.update("Location", "loc-rea", broken)
+    path = selector(**AVAILABLE_F) + ".extension.where(url='nbCapacity')"
+    r = client.patch("/fhir/Location/loc-rea", json=body("replace", path, nb=1), headers=h)
+    assert r.status_code == 400 and "nbCapacity" in r.text, r.text
+    stored = store.read("Location", "loc-rea").resource()
+    assert -4 in [
+        x.get("valueInteger") for e in stored["extension"] if e["url"] == ids.EXT_CAPACITY for x in e["extension"]
+    ]
+    bad["valueInteger"] = 20
+    store.update("Location", "loc-rea", broken)
+    for nb in (1, 2, 3):
+        r = client.patch("/fhir/Location/loc-rea", json=body("replace", path, nb=nb), headers=h)
+        assert r.status_code == 200, r.text
+    loc = client.get("/fhir/Location/loc-rea", headers=h).json()
+    nbs = sorted(
+        s["valueInteger"]
+        for e in loc["extension"]
+        if e["url"] == ids.EXT_CAPACITY
+        for s in e["extension"]
+        if s["url"] == "nbCapacity"
+    )
+    assert nbs == [3, 20]

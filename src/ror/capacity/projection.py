@@ -38,23 +38,33 @@ def _indicators(res: dict[str, Any] | None) -> dict[tuple[str, ...], Indicator]:
 
 
 @dataclass(frozen=True)
-class _Facts:
-    """What the projection reads of one stored Location content."""
+class ContentFacts:
+    """What the capacity module reads of one stored Location content: its indicators in order as the write
+    protocol parses them (`strict`; None when one no longer parses: a write then parses again and reports it),
+    the parsable ones by key (the projection), its commune and région tag."""
 
+    strict: tuple[Indicator, ...] | None
     indicators: dict[tuple[str, ...], Indicator]
     commune: str | None
     region: str | None
 
 
 # by stored content: a write's "before" is the previous write's "after", mostly in the same process (a feeder's
-# connection stays with one server worker), so each content is parsed once instead of twice
-_FACTS: Lru[str, _Facts] = Lru(2048)
+# connection stays with one server worker), so each content is parsed once instead of three times
+_FACTS: Lru[str, ContentFacts] = Lru(2048)
 
 
-def _facts(content: str) -> _Facts:
-    def read() -> _Facts:
+def content_facts(content: str) -> ContentFacts:
+    """The facts of a stored content (memoised; callers must not mutate them)."""
+
+    def read() -> ContentFacts:
         res = orjson.loads(content)
-        return _Facts(_indicators(res), commune_code(res), region_tag(res))
+        try:
+            strict: tuple[Indicator, ...] | None = tuple(indicators_of(res))
+        except RorError:
+            strict = None
+        by_key = {i.key: i for i in strict} if strict is not None else _indicators(res)
+        return ContentFacts(strict, by_key, commune_code(res), region_tag(res))
 
     return _FACTS.get_or(content, read)
 
@@ -83,8 +93,8 @@ def project(conn: Connection, batch: Batch, events: list[WriteEvent]) -> None:
     regions: dict[int, str | None] = {}
     deps: dict[int, str | None] = {}
     for e in events:
-        prev = _facts(e.previous) if e.previous else None
-        cur = _facts(e.current) if e.current else None
+        prev = content_facts(e.previous) if e.previous else None
+        cur = content_facts(e.current) if e.current else None
         before = prev.indicators if prev else {}
         after = cur.indicators if cur else {}
         commune = cur.commune if cur else None

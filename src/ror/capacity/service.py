@@ -17,6 +17,7 @@ from ror.access.rights import establishments, organization_id, parent_reference,
 from ror.access.tokens import Caller
 from ror.capacity import patch as fhirpatch
 from ror.capacity.model import CAPACITY_URL, Indicator, indicators_of
+from ror.capacity.projection import content_facts
 from ror.capacity.rules import consistency_warnings, validate_indicators
 from ror.db.tables import idx_token, resource
 from ror.directory import ids
@@ -124,7 +125,8 @@ class CapacityService:
         validated (codes and combinations); raises when refused."""
         res = current.resource()
         require_write(conn, caller, res, owners)
-        new = fhirpatch.apply(indicators_of(res), ops)
+        known = content_facts(current.content).strict  # parsed once per content (memo), in order
+        new = fhirpatch.apply(list(known) if known is not None else indicators_of(res), ops)
         validate_indicators(new, self._validate_code if self.terminology else None)
         others = [e for e in res.get("extension") or [] if e.get("url") != CAPACITY_URL]
         res["extension"] = others + [i.to_extension() for i in new]
