@@ -145,6 +145,7 @@ def test_write_rate_setting_and_write_paths(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("ROR_WRITE_RATE", "nonsense")
     assert write_rate() == (300, 60.0)
     assert is_write("PATCH", "/fhir/Location/x") and is_write("POST", "/fhir") and is_write("POST", "/fhir/Flag")
+    assert is_write("PATCH", "/ws-synchro-dispo-lits-fhir/Location")  # the national feeders' path: same quota
     assert not is_write("POST", "/fhir/Location/_search") and not is_write("GET", "/fhir/Location/x")
     assert not is_write("POST", "/fhir/ValueSet/$expand") and not is_write("POST", "/tension/etablissements/x")
     limiter = RateLimiter(2, 10.0)

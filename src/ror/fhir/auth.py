@@ -63,8 +63,11 @@ def write_rate() -> tuple[int, float]:
 
 
 def is_write(method: str, path: str) -> bool:
-    """A FHIR write: POST/PUT/PATCH/DELETE under /fhir, except searches (`_search`) and operations (`$…`)."""
-    if method not in ("POST", "PUT", "PATCH", "DELETE") or not (path == "/fhir" or path.startswith("/fhir/")):
+    """A FHIR write: POST/PUT/PATCH/DELETE under /fhir (or the national feeders' path), except searches
+    (`_search`) and operations (`$…`)."""
+    if method not in ("POST", "PUT", "PATCH", "DELETE") or not (
+        path == "/fhir" or path.startswith(("/fhir/", "/ws-synchro-dispo-lits-fhir/"))
+    ):
         return False
     last = path.rstrip("/").rsplit("/", 1)[-1]
     return not (last.startswith("_search") or last.startswith("$"))
@@ -155,7 +158,7 @@ class Authenticate:
                     headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
                 )
         request.state.caller = caller
-        if is_write(request.method, request.url.path):
+        if is_write(request.method, request.scope["path"]):  # not request.url: it parses the whole URL
             limiter: RateLimiter = request.app.state.write_limiter
             who = caller.subject if caller.kind != "anonymous" and caller.subject else None
             key = f"{caller.kind}:{who}" if who else f"ip:{request.client.host if request.client else '?'}"

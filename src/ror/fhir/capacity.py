@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ror.access.tokens import ANONYMOUS
 from ror.capacity.patch import is_capacity_patch
+from ror.capacity.service import PatchResult
 from ror.errors import InvalidRequest, Issue
 from ror.fhir.common import http_date, services
 from ror.fhir.read import _visible
@@ -38,25 +39,28 @@ async def _patch(request: Request, location_id: str | None, identifier: str | No
     if body is None:
         body = await read_json(request)
     caller = getattr(request.state, "caller", ANONYMOUS)
-    # the write runs in the thread pool: the event loop keeps serving other requests meanwhile
-    result = await run_in_threadpool(
-        services(request).capacity.patch,
-        caller,
-        body,
-        location_id=location_id,
-        identifier=identifier,
-        if_match=parse_etag(request.headers.get("if-match")),
-        remote_addr=request.client.host if request.client else None,
-    )
+    if_match = parse_etag(request.headers.get("if-match"))
+    remote_addr = request.client.host if request.client else None
+    outcome = "return=operationoutcome" in request.headers.get("prefer", "").lower().replace(" ", "")
+
+    def write() -> tuple[PatchResult, str | None]:
+        result = services(request).capacity.patch(
+            caller, body, location_id=location_id, identifier=identifier, if_match=if_match, remote_addr=remote_addr
+        )
+        # the representation as the caller may see it reads the database too: here, not on the event loop
+        return result, None if outcome else _visible(request, result.stored)
+
+    # in the thread pool: the event loop keeps serving other requests meanwhile
+    result, visible = await run_in_threadpool(write)
     headers = {
         "ETag": result.stored.etag,
         "Last-Modified": http_date(result.stored.last_updated),
         "Location": f"Location/{result.stored.res_id}/_history/{result.stored.version_id}",
     }
-    if "return=operationoutcome" in request.headers.get("prefer", "").lower().replace(" ", ""):
+    if visible is None:
         issues = result.warnings or [Issue("information", "informational", "capacity updated")]
         return FhirResponse(operation_outcome(issues), headers=headers)
-    return FhirResponse(_visible(request, result.stored).encode(), headers=headers)
+    return FhirResponse(visible.encode(), headers=headers)
 
 
 @router.patch("/fhir/Location/{location_id}")

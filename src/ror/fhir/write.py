@@ -11,6 +11,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from ror.access.tokens import ANONYMOUS, Caller
 from ror.errors import InvalidRequest, Issue
@@ -34,7 +35,7 @@ def _remote(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-def write_response(request: Request, result: WriteResult, status: int | None = None) -> Response:
+async def write_response(request: Request, result: WriteResult, status: int | None = None) -> Response:
     stored = result.stored
     headers = {
         "ETag": stored.etag,
@@ -49,7 +50,9 @@ def write_response(request: Request, result: WriteResult, status: int | None = N
         done = "created" if result.created else "found (If-None-Exist)" if result.unchanged else "written"
         issues = [Issue("information", "informational", f"{stored.res_type}/{stored.res_id} {done}")]
         return FhirResponse(operation_outcome(issues + result.warnings), status_code=code, headers=headers)
-    return FhirResponse(_visible(request, stored).encode(), status_code=code, headers=headers)
+    # the representation as the caller may see it reads the database: in the thread pool, not on the event loop
+    visible = await run_in_threadpool(_visible, request, stored)
+    return FhirResponse(visible.encode(), status_code=code, headers=headers)
 
 
 @router.post("/{res_type}")
@@ -58,17 +61,22 @@ async def create(res_type: str, request: Request) -> Response:
     body = await read_json(request)
     if isinstance(body, dict) and body.get("resourceType") != res_type:
         raise InvalidRequest(f"resourceType must be {res_type}", expression="resourceType")
-    result = services(request).writes.create(
-        _caller(request), body, if_none_exist=request.headers.get("if-none-exist"), remote=_remote(request)
+    result = await run_in_threadpool(
+        services(request).writes.create,
+        _caller(request),
+        body,
+        if_none_exist=request.headers.get("if-none-exist"),
+        remote=_remote(request),
     )
-    return write_response(request, result, 200 if result.unchanged else None)
+    return await write_response(request, result, 200 if result.unchanged else None)
 
 
 @router.put("/{res_type}/{res_id}")
 async def update(res_type: str, res_id: str, request: Request) -> Response:
     check_type(res_type)
     body = await read_json(request)
-    result = services(request).writes.update(
+    result = await run_in_threadpool(
+        services(request).writes.update,
         _caller(request),
         res_type,
         res_id,
@@ -76,17 +84,22 @@ async def update(res_type: str, res_id: str, request: Request) -> Response:
         if_match=parse_etag(request.headers.get("if-match")),
         remote=_remote(request),
     )
-    return write_response(request, result)
+    return await write_response(request, result)
 
 
 @router.put("/{res_type}")
 async def conditional_update(res_type: str, request: Request) -> Response:
     check_type(res_type)
     body = await read_json(request)
-    result = services(request).writes.conditional_update(
-        _caller(request), res_type, request.url.query, body, remote=_remote(request)
+    result = await run_in_threadpool(
+        services(request).writes.conditional_update,
+        _caller(request),
+        res_type,
+        request.url.query,
+        body,
+        remote=_remote(request),
     )
-    return write_response(request, result)
+    return await write_response(request, result)
 
 
 async def patch_resource(request: Request, res_type: str, res_id: str) -> Response:
@@ -98,7 +111,8 @@ async def patch_resource(request: Request, res_type: str, res_id: str) -> Respon
     def transform(res: dict[str, Any]) -> dict[str, Any]:
         return json_patch.apply(res, body) if is_json_patch else fhirpath_patch.apply(res, body)
 
-    result = services(request).writes.patch(
+    result = await run_in_threadpool(
+        services(request).writes.patch,
         _caller(request),
         res_type,
         res_id,
@@ -106,7 +120,7 @@ async def patch_resource(request: Request, res_type: str, res_id: str) -> Respon
         if_match=parse_etag(request.headers.get("if-match")),
         remote=_remote(request),
     )
-    return write_response(request, result)
+    return await write_response(request, result)
 
 
 @router.patch("/{res_type}/{res_id}")
@@ -115,9 +129,10 @@ async def patch(res_type: str, res_id: str, request: Request) -> Response:
 
 
 @router.delete("/{res_type}/{res_id}")
-def delete(res_type: str, res_id: str, request: Request) -> Response:
+async def delete(res_type: str, res_id: str, request: Request) -> Response:
     check_type(res_type)
-    result = services(request).writes.delete(
+    result = await run_in_threadpool(
+        services(request).writes.delete,
         _caller(request),
         res_type,
         res_id,
@@ -126,4 +141,4 @@ def delete(res_type: str, res_id: str, request: Request) -> Response:
     )
     if result.deleted:
         return Response(status_code=204, headers={"ETag": result.stored.etag})
-    return write_response(request, result, 200)
+    return await write_response(request, result, 200)
