@@ -403,3 +403,21 @@ def test_a_stored_indicator_that_no_longer_parses_is_reported_never_dropped(http
         if s["url"] == "nbCapacity"
     )
     assert nbs == [3, 20]
+
+
+def test_every_patch_is_audited_with_its_version_also_when_nothing_changes(http, engine: Engine) -> None:
+    """The audit row of a PATCH joins the write's own statements; a PATCH that changes nothing writes no version
+    and is audited all the same."""
+    client, h = http
+    path = selector(**AVAILABLE_F) + ".extension.where(url='nbCapacity')"
+    for nb in (7, 7):
+        r = client.patch("/fhir/Location/loc-rea", json=body("replace", path, nb=nb), headers=h)
+        assert r.status_code == 200, r.text
+    assert r.headers["ETag"] == 'W/"2"'  # the second one changed nothing
+    with engine.connect() as c:
+        rows = c.execute(
+            select(audit_event.c.action, audit_event.c.outcome, audit_event.c.version_id)
+            .where(audit_event.c.res_id == "loc-rea")
+            .order_by(audit_event.c.pk)
+        ).all()
+    assert [tuple(r) for r in rows] == [("patch", "success", 2), ("patch", "success", 2)]

@@ -56,13 +56,18 @@ _AUDIT_COLS = (
 )
 
 
+def add(batch: Batch, rows: list[dict[str, object]]) -> None:
+    """Audit rows joining a write's batch (one round trip with the write on PostgreSQL)."""
+    batch.insert(audit_event, _AUDIT_COLS, [tuple(r.get(col) for col in _AUDIT_COLS) for r in rows])
+
+
 def record_many(target: Engine | Connection, rows: list[dict[str, object]]) -> None:
     """Several audit rows in one statement (a bulk feed writes one per entry)."""
     if not rows:
         return
     if isinstance(target, Connection):  # inside a write: at driver level (the capacity feed's hot path)
         batch = Batch(target)
-        batch.insert(audit_event, _AUDIT_COLS, [tuple(r.get(col) for col in _AUDIT_COLS) for r in rows])
+        add(batch, rows)
         batch.run()
     else:
         with target.begin() as c:

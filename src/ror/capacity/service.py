@@ -23,6 +23,7 @@ from ror.db.tables import idx_token, resource
 from ror.directory import ids
 from ror.errors import Issue, NotFound, RorError
 from ror.store import ResourceStore, Stored
+from ror.store.rawsql import Batch
 from ror.terminology.service import Terminology
 
 
@@ -149,25 +150,41 @@ class CapacityService:
             res, outcome[:] = self._changed(conn, caller, current, ops)
             return res
 
+        audited: list[Stored] = []
+
+        def success(stored: Stored) -> dict[str, object]:
+            return audit.entry(
+                actor_type=caller.kind,
+                actor_id=caller.subject,
+                action="patch",
+                outcome="success",
+                res_type="Location",
+                res_id=stored.res_id,
+                version_id=stored.version_id,
+                remote_addr=remote_addr,
+            )
+
+        def audit_with_write(batch: Batch, stored: Stored) -> None:  # the audit row joins the write's pipeline
+            audit.add(batch, [success(stored)])
+            audited.append(stored)
+
         try:
             with self.store.write_tx() as conn:
                 if location_id is None:
                     assert identifier is not None
                     location_id = resolve_location(conn, identifier)
                 stored = self.store.modify(
-                    "Location", location_id, change, if_match=if_match, author=caller.subject, conn=conn, method="PATCH"
+                    "Location",
+                    location_id,
+                    change,
+                    if_match=if_match,
+                    author=caller.subject,
+                    conn=conn,
+                    method="PATCH",
+                    also=audit_with_write,
                 )
-                audit.record(
-                    conn,
-                    actor_type=caller.kind,
-                    actor_id=caller.subject,
-                    action="patch",
-                    outcome="success",
-                    res_type="Location",
-                    res_id=location_id,
-                    version_id=stored.version_id,
-                    remote_addr=remote_addr,
-                )
+                if not audited:  # nothing changed, no version written: audited on its own
+                    audit.record_many(conn, [success(stored)])
         except RorError as exc:
             audit.failure(
                 self.store.engine,

@@ -23,7 +23,7 @@ def _visible(request: Request, stored: Stored) -> str:
     profile = caller_profile(request)
     if profile == Profile.ALL:
         return stored.content
-    pk = services(request).store.pk_of(stored.res_type, stored.res_id)
+    pk = stored.pk if stored.pk is not None else services(request).store.pk_of(stored.res_type, stored.res_id)
     content = filtered_contents(request, profile, [(pk, stored.res_type, stored.res_id, stored.content)])[0]
     if content is None:
         raise NotFound(f"{stored.res_type}/{stored.res_id} is not known", expression=stored.res_type)

@@ -121,6 +121,7 @@ class Stored:
     deleted: bool
     content: str  # serialised JSON of this version
     method: str = ""
+    pk: int | None = None  # the resource's primary key, when the write that returned this version knows it
 
     @property
     def etag(self) -> str:
@@ -128,6 +129,9 @@ class Stored:
 
     def resource(self) -> dict[str, Any]:
         return orjson.loads(self.content)
+
+
+Also = Callable[[Batch, Stored], None]  # a caller's statements joining a write's batch (`modify`)
 
 
 @dataclass
@@ -184,7 +188,7 @@ PreparedVersion = _Pending  # what `prepare_new` returns: opaque to callers, pic
 
 
 def _stored(p: _Pending, method: str) -> Stored:
-    return Stored(p.res_type, p.res_id, p.version_id, p.created, False, p.content, method)
+    return Stored(p.res_type, p.res_id, p.version_id, p.created, False, p.content, method, p.pk)
 
 
 def parse_etag(value: str | None) -> int | None:
@@ -594,14 +598,19 @@ class ResourceStore:
         *,
         author: str | None,
         method: str,
+        also: Also | None = None,
     ) -> tuple[Stored, bool]:
         """Write `res` as the next version after the current row `cur` (None: a creation), already read (and
-        locked on PostgreSQL) in this transaction."""
+        locked on PostgreSQL) in this transaction. `also(batch, stored)`: the caller's statements for the new
+        version, sent with the write's own (not called when nothing changed: no version is written)."""
         planned = self._next_version(cur, res_type, res_id, res, method)
         if isinstance(planned, Stored):
             return planned, False
-        self._persist(c, [planned], author=author, method=method)
-        return _stored(planned, method), cur is None or bool(cur.deleted)
+        stored = _stored(planned, method)
+        self._persist(
+            c, [planned], author=author, method=method, also=None if also is None else lambda b: also(b, stored)
+        )
+        return stored, cur is None or bool(cur.deleted)
 
     def _next_version(
         self, cur: Any, res_type: str, res_id: str, res: dict[str, Any], method: str
@@ -706,11 +715,12 @@ class ResourceStore:
         author: str | None = None,
         conn: Connection | None = None,
         method: str = "PATCH",
+        also: Also | None = None,
     ) -> Stored:
         """Read-modify-write of one live resource: the current version is read once, locked until the end of the
         transaction on PostgreSQL (SQLite writers hold the database lock), given to `change`, which returns the
         new content (or raises: nothing is written), then checked against If-Match and written. Concurrent
-        writers are applied one after the other on the latest version, never lost."""
+        writers are applied one after the other on the latest version, never lost. `also`: see `_write_over`."""
         with self._tx(conn) as c:
             cur = self._current(c, res_type, res_id)
             if cur is None:
@@ -725,7 +735,7 @@ class ResourceStore:
                 )
             if _resource_type(res) != res_type or res.get("id") not in (None, res_id):
                 raise InvalidRequest(f"the change must keep {res_type}/{res_id}", expression=f"{res_type}.id")
-            return self._write_over(c, cur, res_type, res_id, res, author=author, method=method)[0]
+            return self._write_over(c, cur, res_type, res_id, res, author=author, method=method, also=also)[0]
 
     def _bulk_type(
         self,
@@ -801,7 +811,15 @@ class ResourceStore:
         self._persist(c, pending, author=author, method=method)
         return counts
 
-    def _persist(self, c: Connection, pending: list[_Pending], *, author: str | None, method: str) -> None:
+    def _persist(
+        self,
+        c: Connection,
+        pending: list[_Pending],
+        *,
+        author: str | None,
+        method: str,
+        also: Callable[[Batch], None] | None = None,
+    ) -> None:
         if not pending:
             return
         new = [p for p in pending if p.pk is None]
@@ -841,6 +859,8 @@ class ResourceStore:
         ]
         if events:
             self._notify_batched(c, batch, events)
+        if also is not None:
+            also(batch)
         batch.run()
         if events:
             self._notify(c, events)
