@@ -40,5 +40,10 @@ class Lru(Generic[K, V]):
         value = self.get(key)
         return value if value is not None else self.put(key, make())
 
+    def keys(self) -> list[K]:
+        """The keys kept, least recently used first (a snapshot)."""
+        with self._lock:
+            return list(self._items)
+
     def __len__(self) -> int:
         return len(self._items)

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection
 
+from ror.access.rights import parent_reference
 from ror.capacity import stream
 from ror.capacity.model import KEY_FIELDS, Indicator, indicators_of
 from ror.db.tables import capacity, capacity_event
@@ -41,12 +42,13 @@ def _indicators(res: dict[str, Any] | None) -> dict[tuple[str, ...], Indicator]:
 class ContentFacts:
     """What the capacity module reads of one stored Location content: its indicators in order as the write
     protocol parses them (`strict`; None when one no longer parses: a write then parses again and reports it),
-    the parsable ones by key (the projection), its commune and région tag."""
+    the parsable ones by key (the projection), its commune, région tag and managing organization."""
 
     strict: tuple[Indicator, ...] | None
     indicators: dict[tuple[str, ...], Indicator]
     commune: str | None
     region: str | None
+    parent: str | None  # managingOrganization's reference (the write rights' starting point)
 
 
 # by stored content: a write's "before" is the previous write's "after", mostly in the same process (a feeder's
@@ -64,7 +66,7 @@ def content_facts(content: str) -> ContentFacts:
         except RorError:
             strict = None
         by_key = {i.key: i for i in strict} if strict is not None else _indicators(res)
-        return ContentFacts(strict, by_key, commune_code(res), region_tag(res))
+        return ContentFacts(strict, by_key, commune_code(res), region_tag(res), parent_reference(res))
 
     return _FACTS.get_or(content, read)
 

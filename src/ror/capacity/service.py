@@ -13,7 +13,7 @@ from sqlalchemy import Connection, and_, select
 from sqlalchemy.exc import DBAPIError
 
 from ror.access import audit
-from ror.access.rights import establishments, organization_id, parent_reference, require_write
+from ror.access.rights import establishments, organization_id, require_write
 from ror.access.tokens import Caller
 from ror.capacity import patch as fhirpatch
 from ror.capacity.model import CAPACITY_URL, Indicator, indicators_of
@@ -237,7 +237,7 @@ class CapacityService:
 
                 def read_owners(conn: Connection, current: list[Stored]) -> None:
                     """The establishments of all the Locations, in one query per level (not one per entry)."""
-                    refs = {ref for ref in (parent_reference(orjson.loads(s.content)) for s in current) if ref}
+                    refs = {ref for ref in (content_facts(s.content).parent for s in current) if ref}
                     by_ref = {ref: org for ref in refs if (org := organization_id(ref)) is not None}
                     found = establishments(conn, set(by_ref.values()), caller.feeds)
                     owners.update({ref: found[org] for ref, org in by_ref.items()})
