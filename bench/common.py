@@ -98,17 +98,20 @@ def cpu_by_role(server_pid: int | None) -> dict[str, float]:
                 if ppid in server and pid not in server:
                     server.add(pid)
                     grew = True
+    workers = sorted(p for p in server if p != server_pid and p in procs)
     return {
         "server": sum(procs[p][0] for p in server if p in procs),
+        **{f"worker{i}": procs[p][0] for i, p in enumerate(workers)},
         "postgres": sum(cpu for cpu, name, _ in procs.values() if name.startswith("postgres")),
         "client": sum(os.times()[:4]),
     }
 
 
 def cpu_per_request(before: dict[str, float], after: dict[str, float], requests: int) -> dict[str, float]:
-    """CPU milliseconds per request of each role between two `cpu_by_role` readings."""
+    """CPU milliseconds per request of each role between two `cpu_by_role` readings (`workerN`: each server
+    worker process on its own — an uneven share says the connections went mostly to one worker)."""
     n = max(requests, 1)
-    return {role: round((after[role] - before[role]) * 1000 / n, 2) for role in before}
+    return {role: round((after.get(role, 0.0) - before[role]) * 1000 / n, 2) for role in before}
 
 
 def write_result(name: str, data: Any) -> Path:
