@@ -246,7 +246,7 @@ def test_total_from_a_complete_first_page_and_from_a_count(run) -> None:
 def test_clock_dependent_queries_are_not_kept(run) -> None:
     run("Location", "_lastUpdated=ap2020-01-01")
     run("Location", "_lastUpdated=ge2020-01-01")
-    assert [key[1][0][4][0][1] for key in run.engine._plans.keys()] == ["ge"]
+    assert [key[1][0][4][0][1] for key in run.engine._plans] == ["ge"]
 
 
 def test_wildcard_includes(run) -> None:

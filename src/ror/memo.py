@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -40,10 +40,10 @@ class Lru(Generic[K, V]):
         value = self.get(key)
         return value if value is not None else self.put(key, make())
 
-    def keys(self) -> list[K]:
+    def __iter__(self) -> Iterator[K]:
         """The keys kept, least recently used first (a snapshot)."""
         with self._lock:
-            return list(self._items)
+            return iter(list(self._items))
 
     def __len__(self) -> int:
         return len(self._items)

@@ -23,6 +23,7 @@ from ror.fhir.audit import router as audit_router
 from ror.fhir.auth import install_auth
 from ror.fhir.auth import router as oauth_router
 from ror.fhir.batch import router as batch_router
+from ror.fhir.capacity import CapacityFastPath
 from ror.fhir.capacity import router as capacity_router
 from ror.fhir.capacity_series import router as capacity_series_router
 from ror.fhir.crisis import router as crisis_router
@@ -71,6 +72,7 @@ def create_app(
         else Profile(int(os.environ.get("ROR_ANONYMOUS_PROFILE", "0")))
     )
     install_error_handlers(app)
+    app.add_middleware(CapacityFastPath)  # the feeders' capacity PATCH, inside the limits, auth and ops layers
     install_limits(app)  # body size (ROR_MAX_BODY_BYTES) and JSON depth, before any route
     install_auth(app, tokens or TokenService(oidc=OidcConfig.from_env()))
     install_ops(app)  # /metrics, X-Request-Id, JSON logs; added last of the middleware: outermost, times all

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import logging
-
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ror.errors import Issue, RorError
 from ror.fhir import audit, export, read, search, terminology, write
 from ror.fhir.capability import capability_statement
 from ror.fhir.common import RESOURCE_TYPES, base_url, services
-from ror.fhir.responses import FhirResponse, outcome_response
+from ror.fhir.responses import FhirResponse, error_response, outcome_response
 from ror.fhir.subscriptions import regional_capabilities
-
-log = logging.getLogger("ror.fhir")
-RETRY_AFTER_S = "2"  # seconds a client waits after a 503 (database unavailable)
 
 INTERACTIONS: tuple[str, ...] = (
     "read",
@@ -77,7 +72,7 @@ def fhir_router() -> APIRouter:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RorError)
     async def ror_error(_request: Request, exc: RorError) -> FhirResponse:
-        return outcome_response(exc.status, exc.issues)
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> FhirResponse:
@@ -94,19 +89,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DBAPIError)
     async def database_error(_request: Request, exc: DBAPIError) -> FhirResponse:
-        """The database is unreachable, restarting, read-only, full or locked: 503 + Retry-After, the client retries
-        (the pool pings connections before use and replaces the dead ones: the service recovers by itself)."""
-        if isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated:
-            log.warning("database unavailable: %s", str(exc.orig or exc).splitlines()[0][:300])
-            return outcome_response(
-                503,
-                [Issue("error", "transient", "the database is unavailable; retry later")],
-                headers={"Retry-After": RETRY_AFTER_S},
-            )
-        log.exception("database error", exc_info=exc)
-        return outcome_response(500, [Issue("fatal", "exception", "internal error; it has been logged")])
+        return error_response(exc)
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception) -> FhirResponse:
-        log.exception("unexpected error", exc_info=exc)
-        return outcome_response(500, [Issue("fatal", "exception", "internal error; it has been logged")])
+        return error_response(exc)

@@ -4,20 +4,23 @@ path), body = FHIRPath Patch Parameters (docs/capacity.md)."""
 
 from __future__ import annotations
 
+import re
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ror.access.tokens import ANONYMOUS
 from ror.capacity.patch import is_capacity_patch
 from ror.capacity.service import PatchResult
 from ror.errors import InvalidRequest, Issue
-from ror.fhir.common import http_date, services
+from ror.fhir.common import JSON_PATCH, http_date, services
 from ror.fhir.read import _visible
-from ror.fhir.responses import FhirResponse, operation_outcome
+from ror.fhir.responses import FhirResponse, error_response, operation_outcome
 from ror.store.store import parse_etag
 
 router = APIRouter()
@@ -67,7 +70,7 @@ async def _patch(request: Request, location_id: str | None, identifier: str | No
 async def patch_location(location_id: str, request: Request) -> Response:
     """Capacity-only FHIRPath Patches go through the feeder protocol; any other Location patch (JSON Patch, other
     elements) is a generic write (ror.fhir.write)."""
-    from ror.fhir.write import JSON_PATCH, patch_resource  # write.py imports read_json from here
+    from ror.fhir.write import patch_resource  # write.py imports read_json from here
 
     body = await read_json(request)
     json_patch = request.headers.get("content-type", "").split(";")[0].strip().lower() == JSON_PATCH
@@ -85,3 +88,63 @@ async def patch_location_by_identifier(request: Request) -> FhirResponse:
             "conditional PATCH needs ?identifier=<idNatStruct EG>/<idExterneSynchro>", expression="identifier"
         )
     return await _patch(request, None, identifier)
+
+
+_LOCATION_PATH = re.compile(r"^/fhir/Location/([A-Za-z0-9\-.]{1,64})$")
+_ROUTE = SimpleNamespace(path="/fhir/Location/{location_id}")  # the route label of the metrics and logs (ops)
+
+
+class CapacityFastPath:
+    """The feeders' `PATCH /fhir/Location/{id}` with a capacity FHIRPath Patch, served without FastAPI's router,
+    dependency and exception layers (a quarter of a worker's event-loop time on this request, measured with
+    py-spy); behind the ops, authentication and body-limit middlewares like every route. Any other request — and
+    any other patch of a Location (JSON Patch, other elements, a body that is not JSON) — goes on to the app
+    unchanged, its body replayed."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        match = _LOCATION_PATH.match(scope["path"]) if scope["type"] == "http" and scope["method"] == "PATCH" else None
+        if match is None or _content_type(scope) == JSON_PATCH:
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        try:
+            parsed = orjson.loads(body) if len(body) <= MAX_BODY else None
+        except orjson.JSONDecodeError:
+            parsed = None
+        if not is_capacity_patch(parsed):
+            await self.app(scope, replay, send)
+            return
+        scope["route"], scope["path_params"] = _ROUTE, {"location_id": match[1]}
+        request = Request(scope, replay)
+        try:
+            response: Response = await _patch(request, match[1], None, parsed)
+        except Exception as exc:  # as the app's exception handlers answer it
+            response = error_response(exc)
+        await response(scope, replay, send)
+
+
+def _content_type(scope: Scope) -> str:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-type":
+            return str(value.decode("latin-1").split(";")[0].strip().lower())
+    return ""

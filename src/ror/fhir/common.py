@@ -11,6 +11,7 @@ from ror.errors import NotFound
 from ror.services import Services
 
 RESOURCE_TYPES = ("Organization", "HealthcareService", "Location", "Practitioner", "PractitionerRole", "Task")
+JSON_PATCH = "application/json-patch+json"  # the media type that makes a PATCH body a JSON Patch
 
 
 def services(request: Request) -> Services:

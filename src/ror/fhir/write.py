@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from ror.access.tokens import ANONYMOUS, Caller
 from ror.errors import InvalidRequest, Issue
 from ror.fhir.capacity import read_json
-from ror.fhir.common import check_type, http_date, services
+from ror.fhir.common import JSON_PATCH, check_type, http_date, services
 from ror.fhir.read import _visible
 from ror.fhir.responses import FhirResponse, operation_outcome
 from ror.store.store import parse_etag
@@ -24,7 +24,6 @@ from ror.write import fhirpath_patch, json_patch
 from ror.write.service import WriteResult
 
 router = APIRouter()
-JSON_PATCH = "application/json-patch+json"
 
 
 def _caller(request: Request) -> Caller:
