@@ -10,6 +10,7 @@ HERE = Path(__file__).resolve().parent
 SCRIPTS = [
     ["bench_finess_import.py"],
     ["bench_capacity.py"],  # capacity feed over HTTP: its own databases (Bretagne demo), both backends
+    ["capacity_instructions.py"],  # instructions per capacity write (callgrind), on the PostgreSQL one left behind
     ["bench_search.py", "--repeat", "20"],
     ["bench_export.py"],  # full $export + open data of the database bench_search.py leaves behind
     ["bench_quality.py"],  # full quality rule run (twice) + DGOS daily report on the same database
