@@ -152,20 +152,8 @@ class CapacityService:
 
         audited: list[Stored] = []
 
-        def success(stored: Stored) -> dict[str, object]:
-            return audit.entry(
-                actor_type=caller.kind,
-                actor_id=caller.subject,
-                action="patch",
-                outcome="success",
-                res_type="Location",
-                res_id=stored.res_id,
-                version_id=stored.version_id,
-                remote_addr=remote_addr,
-            )
-
         def audit_with_write(batch: Batch, stored: Stored) -> None:  # the audit row joins the write's pipeline
-            audit.add(batch, [success(stored)])
+            audit.add(batch, [self._success_row(caller, stored, remote_addr)])
             audited.append(stored)
 
         try:
@@ -184,7 +172,7 @@ class CapacityService:
                     also=audit_with_write,
                 )
                 if not audited:  # nothing changed, no version written: audited on its own
-                    audit.record_many(conn, [success(stored)])
+                    audit.record_many(conn, [self._success_row(caller, stored, remote_addr)])
         except RorError as exc:
             audit.failure(
                 self.store.engine,
@@ -276,21 +264,25 @@ class CapacityService:
             return RorError(f"the database refused this entry: {exc.orig}", status=500, code="exception")
 
     @staticmethod
+    def _success_row(caller: Caller, stored: Stored, remote_addr: str | None) -> dict[str, object]:
+        return audit.entry(
+            actor_type=caller.kind,
+            actor_id=caller.subject,
+            action="patch",
+            outcome="success",
+            res_type="Location",
+            res_id=stored.res_id,
+            version_id=stored.version_id,
+            remote_addr=remote_addr,
+        )
+
+    @staticmethod
     def _audit_row(
         caller: Caller, r: PatchRequest | RorError, o: PatchResult | RorError | None, remote_addr: str | None
     ) -> dict[str, object]:
         target = (r.location_id or r.identifier) if isinstance(r, PatchRequest) else None
         if isinstance(o, PatchResult):
-            return audit.entry(
-                actor_type=caller.kind,
-                actor_id=caller.subject,
-                action="patch",
-                outcome="success",
-                res_type="Location",
-                res_id=o.stored.res_id,
-                version_id=o.stored.version_id,
-                remote_addr=remote_addr,
-            )
+            return CapacityService._success_row(caller, o.stored, remote_addr)
         exc = o if isinstance(o, RorError) else RorError("not processed")
         return audit.failure_entry(
             caller, exc, action="patch", res_type="Location", res_id=target, remote_addr=remote_addr
