@@ -35,6 +35,7 @@ class MultipleMatches(RorError):
 class PatchResult:
     stored: Stored
     warnings: list[Issue]
+    rendered: object = None  # what `render` made of the new version in the write's transaction (or its RorError)
 
 
 @dataclass(frozen=True)
@@ -142,8 +143,12 @@ class CapacityService:
         identifier: str | None = None,
         if_match: int | None = None,
         remote_addr: str | None = None,
+        render: Callable[[Connection, Stored], object] | None = None,
     ) -> PatchResult:
+        """`render(conn, stored)`: the adapter's representation of the new version, made in the write's own
+        transaction (no second connection); a RorError it raises is returned in `rendered`, the write stands."""
         ops = fhirpatch.parse_parameters(body)
+        rendered: object = None
         outcome: list[Indicator] = []
 
         def change(current: Stored) -> dict[str, Any]:
@@ -173,6 +178,11 @@ class CapacityService:
                 )
                 if not audited:  # nothing changed, no version written: audited on its own
                     audit.record_many(conn, [self._success_row(caller, stored, remote_addr)])
+                if render is not None:
+                    try:
+                        rendered = render(conn, stored)
+                    except RorError as exc:
+                        rendered = exc
         except RorError as exc:
             audit.failure(
                 self.store.engine,
@@ -184,7 +194,7 @@ class CapacityService:
                 remote_addr=remote_addr,
             )
             raise
-        return PatchResult(stored, consistency_warnings(outcome))
+        return PatchResult(stored, consistency_warnings(outcome), rendered)
 
     def patch_many(
         self, caller: Caller, requests: Sequence[PatchRequest | RorError], *, remote_addr: str | None = None

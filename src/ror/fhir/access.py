@@ -7,6 +7,7 @@ from functools import lru_cache
 
 import orjson
 from fastapi import Request
+from sqlalchemy import Connection
 
 from ror.access.context import contexts
 from ror.access.policy import Context, Profile, filter_resource
@@ -25,21 +26,31 @@ def caller_profile(request: Request) -> Profile:
 
 
 def filtered_contents(
-    request: Request, profile: Profile, rows: Sequence[tuple[int, str, str, str | bytes]]
+    request: Request,
+    profile: Profile,
+    rows: Sequence[tuple[int, str, str, str | bytes]],
+    conn: Connection | None = None,
 ) -> list[str | None]:
     """For (pk, res_type, res_id, content) rows (content as JSON text or UTF-8 bytes): the content the caller may
-    see (None = hidden)."""
-    return [None if c is None else c.decode() for c in filtered_json(request, profile, rows)]
+    see (None = hidden). `conn`: read the contexts there (a write's own transaction) instead of a new connection."""
+    return [None if c is None else c.decode() for c in filtered_json(request, profile, rows, conn)]
 
 
 def filtered_json(
-    request: Request, profile: Profile, rows: Sequence[tuple[int, str, str, str | bytes]]
+    request: Request,
+    profile: Profile,
+    rows: Sequence[tuple[int, str, str, str | bytes]],
+    conn: Connection | None = None,
 ) -> list[bytes | None]:
     """`filtered_contents` as UTF-8 JSON, ready for `orjson.Fragment`."""
     if not rows:
         return []
-    with services(request).engine.connect() as conn:
-        ctx = contexts(conn, [(pk, rt, rid) for pk, rt, rid, _ in rows])  # read for every request
+    keys = [(pk, rt, rid) for pk, rt, rid, _ in rows]
+    if conn is not None:
+        ctx = contexts(conn, keys)
+    else:
+        with services(request).engine.connect() as c:
+            ctx = contexts(c, keys)  # read for every request
     return [_filtered(content, profile, ctx[pk]) for pk, _rt, _rid, content in rows]
 
 

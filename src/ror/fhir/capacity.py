@@ -11,16 +11,17 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ror.access.tokens import ANONYMOUS
 from ror.capacity.patch import is_capacity_patch
-from ror.capacity.service import PatchResult
-from ror.errors import InvalidRequest, Issue
+from ror.errors import InvalidRequest, Issue, RorError
 from ror.fhir.common import JSON_PATCH, http_date, services
 from ror.fhir.read import _visible
 from ror.fhir.responses import FhirResponse, error_response, operation_outcome
+from ror.store import Stored
 from ror.store.store import parse_etag
 
 router = APIRouter()
@@ -46,24 +47,32 @@ async def _patch(request: Request, location_id: str | None, identifier: str | No
     remote_addr = request.client.host if request.client else None
     outcome = "return=operationoutcome" in request.headers.get("prefer", "").lower().replace(" ", "")
 
-    def write() -> tuple[PatchResult, str | None]:
-        result = services(request).capacity.patch(
-            caller, body, location_id=location_id, identifier=identifier, if_match=if_match, remote_addr=remote_addr
-        )
-        # the representation as the caller may see it reads the database too: here, not on the event loop
-        return result, None if outcome else _visible(request, result.stored)
+    def visible(conn: Connection, stored: Stored) -> str:  # the answer, read in the write's transaction
+        return _visible(request, stored, conn)
 
     # in the thread pool: the event loop keeps serving other requests meanwhile
-    result, visible = await run_in_threadpool(write)
+    result = await run_in_threadpool(
+        services(request).capacity.patch,
+        caller,
+        body,
+        location_id=location_id,
+        identifier=identifier,
+        if_match=if_match,
+        remote_addr=remote_addr,
+        render=None if outcome else visible,
+    )
+    if isinstance(result.rendered, RorError):
+        raise result.rendered
+    visible_content = result.rendered if isinstance(result.rendered, str) else None
     headers = {
         "ETag": result.stored.etag,
         "Last-Modified": http_date(result.stored.last_updated),
         "Location": f"Location/{result.stored.res_id}/_history/{result.stored.version_id}",
     }
-    if visible is None:
+    if visible_content is None:
         issues = result.warnings or [Issue("information", "informational", "capacity updated")]
         return FhirResponse(operation_outcome(issues), headers=headers)
-    return FhirResponse(visible.encode(), headers=headers)
+    return FhirResponse(visible_content.encode(), headers=headers)
 
 
 @router.patch("/fhir/Location/{location_id}")

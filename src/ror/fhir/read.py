@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Query, Request
+from sqlalchemy import Connection
 
 from ror.access.policy import Profile
 from ror.errors import InvalidRequest, NotFound
@@ -18,13 +19,14 @@ from ror.store import Stored
 router = APIRouter()
 
 
-def _visible(request: Request, stored: Stored) -> str:
-    """The stored content as the caller may see it; a hidden resource answers like an unknown one (404)."""
+def _visible(request: Request, stored: Stored, conn: Connection | None = None) -> str:
+    """The stored content as the caller may see it; a hidden resource answers like an unknown one (404). `conn`:
+    read what the filtering needs there (a write's own transaction)."""
     profile = caller_profile(request)
     if profile == Profile.ALL:
         return stored.content
     pk = stored.pk if stored.pk is not None else services(request).store.pk_of(stored.res_type, stored.res_id)
-    content = filtered_contents(request, profile, [(pk, stored.res_type, stored.res_id, stored.content)])[0]
+    content = filtered_contents(request, profile, [(pk, stored.res_type, stored.res_id, stored.content)], conn)[0]
     if content is None:
         raise NotFound(f"{stored.res_type}/{stored.res_id} is not known", expression=stored.res_type)
     return content
