@@ -13,7 +13,7 @@ from sqlalchemy import Connection
 from ror.access.tokens import Caller
 from ror.directory import ids
 from ror.errors import RorError
-from ror.store.rawsql import fetch_all
+from ror.store.rawsql import fetch_all, marks
 
 MAX_DEPTH = 6
 
@@ -22,10 +22,9 @@ MAX_DEPTH = 6
 # (res_type, res_id) key drives on both engines, also without planner statistics (SQLite then chose the
 # (res_type, deleted) index: ~100 ms per lookup on a national database)
 def _organizations_sql(n: int) -> str:
-    marks = ", ".join(["?"] * n)
     return (
         "SELECT res_id, content FROM resource WHERE res_type = 'Organization'"
-        f" AND res_id IN ({marks}) AND coalesce(deleted, ?) = ?"
+        f" AND res_id IN ({marks(n)}) AND coalesce(deleted, ?) = ?"
     )
 
 

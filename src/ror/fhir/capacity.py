@@ -4,7 +4,6 @@ path), body = FHIRPath Patch Parameters (docs/capacity.md)."""
 
 from __future__ import annotations
 
-import re
 from types import SimpleNamespace
 from typing import Any
 
@@ -18,11 +17,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ror.access.tokens import ANONYMOUS
 from ror.capacity.patch import is_capacity_patch
 from ror.errors import InvalidRequest, Issue, RorError
-from ror.fhir.common import JSON_PATCH, http_date, services
+from ror.fhir.common import JSON_PATCH, http_date, media_type, services
 from ror.fhir.read import _visible
 from ror.fhir.responses import FhirResponse, error_response, operation_outcome
 from ror.store import Stored
-from ror.store.store import parse_etag
+from ror.store.store import ID_RE, parse_etag
 
 router = APIRouter()
 MAX_BODY = 1_000_000
@@ -75,19 +74,6 @@ async def _patch(request: Request, location_id: str | None, identifier: str | No
     return FhirResponse(visible_content.encode(), headers=headers)
 
 
-@router.patch("/fhir/Location/{location_id}")
-async def patch_location(location_id: str, request: Request) -> Response:
-    """Capacity-only FHIRPath Patches go through the feeder protocol; any other Location patch (JSON Patch, other
-    elements) is a generic write (ror.fhir.write)."""
-    from ror.fhir.write import patch_resource  # write.py imports read_json from here
-
-    body = await read_json(request)
-    json_patch = request.headers.get("content-type", "").split(";")[0].strip().lower() == JSON_PATCH
-    if json_patch or not is_capacity_patch(body):
-        return await patch_resource(request, "Location", location_id)
-    return await _patch(request, location_id, None, body)
-
-
 @router.patch("/fhir/Location")
 @router.patch("/ws-synchro-dispo-lits-fhir/Location")
 async def patch_location_by_identifier(request: Request) -> FhirResponse:
@@ -99,23 +85,24 @@ async def patch_location_by_identifier(request: Request) -> FhirResponse:
     return await _patch(request, None, identifier)
 
 
-_LOCATION_PATH = re.compile(r"^/fhir/Location/([A-Za-z0-9\-.]{1,64})$")
+_LOCATION_PREFIX = "/fhir/Location/"
 _ROUTE = SimpleNamespace(path="/fhir/Location/{location_id}")  # the route label of the metrics and logs (ops)
 
 
 class CapacityFastPath:
-    """The feeders' `PATCH /fhir/Location/{id}` with a capacity FHIRPath Patch, served without FastAPI's router,
-    dependency and exception layers (a quarter of a worker's event-loop time on this request, measured with
-    py-spy); behind the ops, authentication and body-limit middlewares like every route. Any other request — and
-    any other patch of a Location (JSON Patch, other elements, a body that is not JSON) — goes on to the app
-    unchanged, its body replayed."""
+    """The feeders' `PATCH /fhir/Location/{id}` with a capacity FHIRPath Patch (docs/capacity.md), served without
+    FastAPI's router, dependency and exception layers (a quarter of a worker's event-loop time on this request,
+    measured with py-spy); behind the ops, authentication and body-limit middlewares like every route. Any other
+    request — and any other patch of a Location (JSON Patch, other elements, a body that is not JSON) — goes on
+    to the app unchanged, its body replayed: the generic write (ror.fhir.write)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        match = _LOCATION_PATH.match(scope["path"]) if scope["type"] == "http" and scope["method"] == "PATCH" else None
-        if match is None or _content_type(scope) == JSON_PATCH:
+        path = scope["path"] if scope["type"] == "http" and scope["method"] == "PATCH" else ""
+        location_id = path[len(_LOCATION_PREFIX) :] if path.startswith(_LOCATION_PREFIX) else ""
+        if not ID_RE.match(location_id) or media_type(_header(scope, b"content-type")) == JSON_PATCH:
             await self.app(scope, receive, send)
             return
         chunks: list[bytes] = []
@@ -143,17 +130,17 @@ class CapacityFastPath:
         if not is_capacity_patch(parsed):
             await self.app(scope, replay, send)
             return
-        scope["route"], scope["path_params"] = _ROUTE, {"location_id": match[1]}
+        scope["route"], scope["path_params"] = _ROUTE, {"location_id": location_id}
         request = Request(scope, replay)
         try:
-            response: Response = await _patch(request, match[1], None, parsed)
+            response: Response = await _patch(request, location_id, None, parsed)
         except Exception as exc:  # as the app's exception handlers answer it
             response = error_response(exc)
         await response(scope, replay, send)
 
 
-def _content_type(scope: Scope) -> str:
-    for name, value in scope.get("headers", ()):
-        if name == b"content-type":
-            return str(value.decode("latin-1").split(";")[0].strip().lower())
+def _header(scope: Scope, name: bytes) -> str:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return str(value.decode("latin-1"))
     return ""

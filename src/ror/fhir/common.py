@@ -14,6 +14,11 @@ RESOURCE_TYPES = ("Organization", "HealthcareService", "Location", "Practitioner
 JSON_PATCH = "application/json-patch+json"  # the media type that makes a PATCH body a JSON Patch
 
 
+def media_type(content_type: str) -> str:
+    """`application/json-patch+json; charset=utf-8` -> `application/json-patch+json`."""
+    return content_type.split(";")[0].strip().lower()
+
+
 def services(request: Request) -> Services:
     return request.app.state.services
 

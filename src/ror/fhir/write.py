@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from ror.access.tokens import ANONYMOUS, Caller
 from ror.errors import InvalidRequest, Issue
 from ror.fhir.capacity import read_json
-from ror.fhir.common import JSON_PATCH, check_type, http_date, services
+from ror.fhir.common import JSON_PATCH, check_type, http_date, media_type, services
 from ror.fhir.read import _visible
 from ror.fhir.responses import FhirResponse, operation_outcome
 from ror.store.store import parse_etag
@@ -105,7 +105,7 @@ async def patch_resource(request: Request, res_type: str, res_id: str) -> Respon
     """Generic PATCH (also reached from the capacity route for Location patches that are not capacity ones)."""
     check_type(res_type)
     body = await read_json(request)
-    is_json_patch = request.headers.get("content-type", "").split(";")[0].strip().lower() == JSON_PATCH
+    is_json_patch = media_type(request.headers.get("content-type", "")) == JSON_PATCH
 
     def transform(res: dict[str, Any]) -> dict[str, Any]:
         return json_patch.apply(res, body) if is_json_patch else fhirpath_patch.apply(res, body)

@@ -41,6 +41,11 @@ def _pg_sql(sql: str) -> str:
     return sql.replace("?", "%s")
 
 
+def marks(n: int) -> str:
+    """`?, ?, …` for n parameters of a `fetch_all` statement."""
+    return ", ".join(["?"] * n)
+
+
 def fetch_all(c: Connection, sql: str, params: Sequence[Any] = ()) -> list[Row]:
     """A read at driver level (`?` marks the parameters on both engines): ~0.1 ms of Python where SQLAlchemy's
     execution of the same prebuilt statement costs 0.25–0.35 ms (measured; a capacity PATCH runs several).

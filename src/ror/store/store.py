@@ -37,7 +37,7 @@ from ror.search.extract import IndexRows, RowChanges, extract, row_changes
 from ror.search.normalise import fhir_instant, utcnow
 from ror.search.registry import Registry, default_registry
 from ror.store.meta import commune_code, content_hash, creation_date, dumps, finalise, region_tag
-from ror.store.rawsql import Batch, fetch_all, sqlite_datetime_value
+from ror.store.rawsql import Batch, fetch_all, marks, sqlite_datetime_value
 
 ROWS_MEMO_SIZE = 2048  # contents whose index rows a store keeps (~10 kB each with the content: ~20 MB at most)
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
@@ -55,8 +55,7 @@ _CURRENT_SQL = f"SELECT {_CURRENT_COLS} FROM resource WHERE res_type = ? AND res
 
 
 def _current_many_sql(n: int, lock: bool) -> str:
-    marks = ", ".join(["?"] * n)
-    sql = f"SELECT {_CURRENT_COLS}, res_id FROM resource WHERE res_type = ? AND res_id IN ({marks}) ORDER BY res_id"
+    sql = f"SELECT {_CURRENT_COLS}, res_id FROM resource WHERE res_type = ? AND res_id IN ({marks(n)}) ORDER BY res_id"
     return sql + " FOR UPDATE" if lock else sql
 
 

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine, and_, bindparam, insert, or_, select,
 from ror.db.engine import is_sqlite
 from ror.db.tables import subscription, subscription_error, subscription_outbox
 from ror.search.normalise import utcnow
-from ror.store.rawsql import fetch_all
+from ror.store.rawsql import fetch_all, marks
 from ror.store.store import ResourceStore, WriteEvent
 from ror.subscriptions.criteria import Facts, Matcher, deletion_matches, facts_match
 from ror.subscriptions.model import (
@@ -75,11 +75,10 @@ def live_subscriptions(conn: Connection, res_types: Iterable[str]) -> list[Subsc
     if not types:
         return []
     # most writes find no subscription: a driver-level existence check first (~0.1 ms; `_LIVE` costs ~0.35)
-    marks = ", ".join(["?"] * len(types))
     statuses = sorted(LIVE_STATUSES)
     probe = (
-        f"SELECT 1 FROM subscription WHERE res_type IN ({marks})"
-        f" AND status IN ({', '.join(['?'] * len(statuses))}) LIMIT 1"
+        f"SELECT 1 FROM subscription WHERE res_type IN ({marks(len(types))})"
+        f" AND status IN ({marks(len(statuses))}) LIMIT 1"
     )
     if not fetch_all(conn, probe, (*types, *statuses)):
         return []
