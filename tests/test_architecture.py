@@ -25,7 +25,7 @@ CORE += ["export"]  # bulk export and open data
 CORE += ["reporting"]  # DGOS daily report
 CORE += ["tension", "urgences", "subscriptions"]  # regional modules (TES, emergency activity, FHIR push)
 CORE += ["exercise"]  # crisis exercise sandbox (SI-VIC replay)
-ADAPTERS = ("ror.fhir", "ror.web", "ror.cli", "ror.server")
+ADAPTERS = ("ror.fhir", "ror.web", "ror.cli", "ror.server", "ror.routing")
 
 
 def _imports(path: Path) -> list[str]:

@@ -78,6 +78,14 @@ def test_metrics_count_requests_by_route_template_and_writes(ops: tuple[TestClie
     assert sample(text, "ror_fhir_writes_total", method="PATCH", type="Location", status="200") == 1 + sample(
         before, "ror_fhir_writes_total", method="PATCH", type="Location", status="200"
     ), patch_route
+    search_route = "/fhir/Location"  # served by fhir.search.SearchFastPath, labelled as the FastAPI route was
+    for query in ("Location?_count=1", "Location?nope=1"):
+        client.get(f"/fhir/{query}")
+    text = client.get("/metrics").text
+    assert sample(text, count, method="GET", route=search_route) == 2 + sample(
+        before, count, method="GET", route=search_route
+    )
+    assert sample(text, "ror_http_requests_total", method="GET", route=search_route, status="400") >= 1
     # the fixture's units reported availability long ago: stale
     stale = [
         float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("ror_capacity_stale_units{")

@@ -31,11 +31,13 @@ from ror.fhir.export import install_export
 from ror.fhir.limits import install as install_limits
 from ror.fhir.ops import install as install_ops
 from ror.fhir.reports import router as reports_router
+from ror.fhir.search import SearchFastPath
 from ror.fhir.stream import router as stream_router
 from ror.fhir.subscriptions import install_subscriptions
 from ror.fhir.subscriptions import router as subscriptions_router
 from ror.fhir.tension import router as tension_router
 from ror.fhir.urgences import router as urgences_router
+from ror.routing import include
 from ror.services import Services
 from ror.web import install_web
 
@@ -73,23 +75,24 @@ def create_app(
     )
     install_error_handlers(app)
     app.add_middleware(CapacityFastPath)  # the feeders' capacity PATCH, inside the limits, auth and ops layers
+    app.add_middleware(SearchFastPath)  # GET /fhir/{type}: the consumers' search, idem
     install_limits(app)  # body size (ROR_MAX_BODY_BYTES) and JSON depth, before any route
     install_auth(app, tokens or TokenService(oidc=OidcConfig.from_env()))
     install_ops(app)  # /metrics, X-Request-Id, JSON logs; added last of the middleware: outermost, times all
-    app.include_router(oauth_router)
-    app.include_router(capacity_router)  # before the generic /fhir/{type}/{id} routes
-    app.include_router(batch_router)
+    include(app, oauth_router)
+    include(app, capacity_router)  # before the generic /fhir/{type}/{id} routes
+    include(app, batch_router)
     app.state.capacity_broker = Broker()
     capacity_stream.install(engine, app.state.capacity_broker)
-    app.include_router(stream_router)
-    app.include_router(capacity_series_router)  # GET /api/capacity/timeseries
-    app.include_router(crisis_router)
-    app.include_router(reports_router)  # before the generic /fhir/{type}/{id} routes
-    app.include_router(subscriptions_router)  # Subscription (docs/subscriptions.md)
-    app.include_router(tension_router)  # Flag: tension en établissement (docs/tension.md)
-    app.include_router(urgences_router)  # MeasureReport: emergency activity (docs/urgences.md), after $dgos-daily
-    app.include_router(audit_router)  # GET /fhir/AuditEvent for administrators (docs/access.md)
-    app.include_router(fhir_router(), prefix="/fhir")
+    include(app, stream_router)
+    include(app, capacity_series_router)  # GET /api/capacity/timeseries
+    include(app, crisis_router)
+    include(app, reports_router)  # before the generic /fhir/{type}/{id} routes
+    include(app, subscriptions_router)  # Subscription (docs/subscriptions.md)
+    include(app, tension_router)  # Flag: tension en établissement (docs/tension.md)
+    include(app, urgences_router)  # MeasureReport: emergency activity (docs/urgences.md), after $dgos-daily
+    include(app, audit_router)  # GET /fhir/AuditEvent for administrators (docs/access.md)
+    include(app, fhir_router(), prefix="/fhir")
     install_export(app)  # bulk $export runner: started with the server, resumes unfinished jobs
     install_subscriptions(app)  # rest-hook delivery worker (outbox), started with the server
     install_web(app)  # web pages for people: /, /connexion, /recherche, /unites, /etablissements, /tableau-de-bord

@@ -13,6 +13,7 @@ from ror.fhir.capability import capability_statement
 from ror.fhir.common import RESOURCE_TYPES, base_url, services
 from ror.fhir.responses import FhirResponse, error_response, outcome_response
 from ror.fhir.subscriptions import regional_capabilities
+from ror.routing import include
 
 INTERACTIONS: tuple[str, ...] = (
     "read",
@@ -61,11 +62,11 @@ def fhir_router() -> APIRouter:
             )
         )
 
-    router.include_router(export.router)  # before /{type}/{id}: $export, $export-poll-status, $export-file
-    router.include_router(terminology.router)
-    router.include_router(search.router)
-    router.include_router(read.router)
-    router.include_router(write.router)  # POST/PUT/PATCH/DELETE (docs/validation.md)
+    include(router, export.router)  # before /{type}/{id}: $export, $export-poll-status, $export-file
+    include(router, terminology.router)
+    include(router, search.router)
+    include(router, read.router)
+    include(router, write.router)  # POST/PUT/PATCH/DELETE (docs/validation.md)
     return router
 
 

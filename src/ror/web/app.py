@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from ror.routing import include
 from ror.web import (
     pages_admin,
     pages_auth,
@@ -50,15 +51,15 @@ def install_web(app: FastAPI) -> None:
         app.mount("/static/dsfr", StaticFiles(directory=str(dist)), name="dsfr")
     app.mount("/static/web", StaticFiles(directory=str(HERE / "static")), name="web-static")
     for module in (pages_auth, pages_search, pages_unit, pages_entry, pages_dashboard, pages_opendata):
-        app.include_router(module.router)
+        include(app, module.router)
     for module in (pages_reports, pages_quality):  # rapport quotidien, qualité des données
-        app.include_router(module.router)
-    app.include_router(pages_workflow.router)  # /a-traiter, /modifications/{pk} (docs/workflow.md)
-    app.include_router(pages_offer_forms.router)  # /etablissements/{finess}/offres…: offer forms (docs/workflow.md)
-    app.include_router(pages_tension.router)  # /tension: TES board and declarations (docs/tension.md)
-    app.include_router(pages_urgences.router)  # /urgences: emergency activity (docs/urgences.md)
-    app.include_router(pages_crisis.router)  # crisis declaration / end from the dashboard (docs/web.md)
-    app.include_router(pages_admin.router)  # /administration/…: people, API clients, imports, crises, audit log
+        include(app, module.router)
+    include(app, pages_workflow.router)  # /a-traiter, /modifications/{pk} (docs/workflow.md)
+    include(app, pages_offer_forms.router)  # /etablissements/{finess}/offres…: offer forms (docs/workflow.md)
+    include(app, pages_tension.router)  # /tension: TES board and declarations (docs/tension.md)
+    include(app, pages_urgences.router)  # /urgences: emergency activity (docs/urgences.md)
+    include(app, pages_crisis.router)  # crisis declaration / end from the dashboard (docs/web.md)
+    include(app, pages_admin.router)  # /administration/…: people, API clients, imports, crises, audit log
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def home(request: Request) -> Response:
