@@ -113,6 +113,13 @@ class _Plan:
     matches: Any = None  # the index set of a one-criterion query with nothing to hide (`Compiler.index_set`)
 
 
+def _in_key_order(q: SearchQuery) -> bool:
+    """Whether the index set of a one-criterion query comes out of its lookup index in `resource_pk` order: one
+    token value, no modifier (`(res_type, param, code, system, resource_pk)`)."""
+    c = q.nodes[0] if len(q.nodes) == 1 else None
+    return isinstance(c, Criterion) and c.type == "token" and not c.modifier and len(c.values) == 1
+
+
 def _encode_cursor(direction: str, values: list[Any]) -> str:
     values = [v.isoformat() if isinstance(v, datetime) else v.decode() if isinstance(v, bytes) else v for v in values]
     payload = [direction, values]
@@ -271,10 +278,19 @@ class SearchEngine:
     def _keyed_page(self, q: SearchQuery, matches: Any, after_pk: int | None, backwards: bool) -> Any:
         """A page in primary-key order of a one-criterion query: the page's keys taken from the index set first
         (its `count + 1` smallest beyond the cursor), then only their rows read — not every matching row read
-        and sorted to keep 200 (PostgreSQL, `_tag=53`, 6,346 Locations: 87 ms → a few ms)."""
+        and sorted to keep 200 (PostgreSQL, `_tag=53`, 6,346 Locations: 87 ms → a few ms).
+
+        On PostgreSQL, when the index set is not read in key order (`_in_key_order`: ranges, several values),
+        the keys are sorted as `resource_pk + 0`: otherwise the planner may walk `ix_idx_*_pk` in key order and
+        filter, betting that matches are spread evenly — they are not (`address-postalcode=35,22,29,56`: the
+        Breton postcodes sit together; 31,376 rows read and dropped, 25 ms, instead of the 6,346 matches
+        fetched and top-N sorted, 6–9 ms). SQLite plans it well either way; a single token value reads its
+        lookup index in key order and stops after the page (1 ms instead of 4.6 ms with the sort)."""
         outer = _OUTER
         sub = matches.subquery()
         key = sub.c.resource_pk
+        if self._pg and not _in_key_order(q):
+            key = (key + 0).label("resource_pk")
         keys = select(key).distinct()
         if after_pk is not None:
             keys = keys.where(key < after_pk if backwards else key > after_pk)
