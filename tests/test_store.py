@@ -347,3 +347,16 @@ def test_row_changes_of_one_indicator_count_are_two_groups() -> None:
     moved = dict(loc, position={"latitude": 48.0, "longitude": -1.7})
     geo = row_changes(extract(reg, loc, frozenset({"position"})), extract(reg, moved, frozenset({"position"})))
     assert geo.geo and geo.rows.geo == [("Location", 48.0, -1.7)]
+    # the store's diff leaves the equal indicators out of the extraction, with the same result
+    from ror.search.extract import update_rows
+
+    capacity = [i for i, e in enumerate(loc["extension"]) if "capacity" in e["url"]]
+    swapped = orjson.loads(orjson.dumps(loc))
+    ext = swapped["extension"]
+    ext[capacity[0]], ext[capacity[1]] = ext[capacity[1]], ext[capacity[0]]
+    duplicated = dict(loc, extension=[*loc["extension"], loc["extension"][capacity[-1]]])
+    removed = dict(loc, extension=[e for i, e in enumerate(loc["extension"]) if i != capacity[0]])
+    for variant in (after, loc, swapped, duplicated, removed):
+        full = row_changes(extract(reg, loc, changed), extract(reg, variant, changed))
+        assert update_rows(reg, loc, variant, changed) == full
+    assert update_rows(reg, loc, after, changed) == ch

@@ -274,9 +274,15 @@ def row_changes(before: IndexRows, after: IndexRows) -> RowChanges:
     return RowChanges(stale, rows, geo)
 
 
-def extract(registry: Registry, resource: dict[str, Any], changed: frozenset[str] | None = None) -> IndexRows:
+Skip = dict[str, frozenset[int]]  # per group expression, the positions of the elements left out
+
+
+def extract(
+    registry: Registry, resource: dict[str, Any], changed: frozenset[str] | None = None, skip: Skip | None = None
+) -> IndexRows:
     """The index rows of one resource (without `resource_pk`, which the store adds): all of them, or with
-    `changed`, only those of the parameters `affected` by a change of these top-level keys."""
+    `changed`, only those of the parameters `affected` by a change of these top-level keys; `skip`: repeated
+    elements (groups) whose rows are not wanted (`update_rows`)."""
     res_type = resource["resourceType"]
     rows = IndexRows()
     present = resource.keys()
@@ -289,7 +295,10 @@ def extract(registry: Registry, resource: dict[str, Any], changed: frozenset[str
                 nodes = groups.get(p.group)
                 if nodes is None:
                     nodes = groups[p.group] = group(resource)
+                left_out = skip.get(p.group, ()) if skip else ()
                 for grp, node in enumerate(nodes):
+                    if grp in left_out:
+                        continue
                     for value in expression(node):
                         add(rows, res_type, p, value, grp)
             else:
@@ -303,3 +312,23 @@ def extract(registry: Registry, resource: dict[str, Any], changed: frozenset[str
         if isinstance(lat, int | float) and isinstance(lon, int | float):
             rows.geo.append((res_type, float(lat), float(lon)))
     return rows
+
+
+def update_rows(
+    registry: Registry, before: dict[str, Any], after: dict[str, Any], changed: frozenset[str]
+) -> RowChanges:
+    """`row_changes` between two versions of a resource whose top-level keys `changed` differ, without extracting
+    the rows of the repeated elements (groups) that are equal in both at the same position: their rows are the
+    same on both sides (a group's rows depend on its element and position only). A capacity PATCH changes one
+    indicator of a Location that has several: the others are compared as dicts, not evaluated parameter by
+    parameter twice (the extraction was a third of the write's Python time)."""
+    same: Skip = {}
+    for p, keys, group, _expression, _add in _compiled(registry, after["resourceType"]):
+        if group is None or p.group in same or (keys is not None and keys.isdisjoint(changed)):
+            continue
+        try:
+            old, new = group(before), group(after)
+        except ValueError:
+            continue  # extracted (and skipped) as `extract` does
+        same[p.group] = frozenset(i for i, (a, b) in enumerate(zip(old, new, strict=False)) if a == b)
+    return row_changes(extract(registry, before, changed, same), extract(registry, after, changed, same))

@@ -32,14 +32,12 @@ from ror.db.tables import (
     resource_version,
 )
 from ror.errors import Gone, InvalidRequest, NotFound, PreconditionFailed, RorError
-from ror.memo import Lru
-from ror.search.extract import IndexRows, RowChanges, extract, row_changes
+from ror.search.extract import IndexRows, RowChanges, extract, update_rows
 from ror.search.normalise import fhir_instant, utcnow
 from ror.search.registry import Registry, default_registry
 from ror.store.meta import commune_code, content_hash, creation_date, dumps, finalise, region_tag
 from ror.store.rawsql import Batch, fetch_all, marks, sqlite_datetime_value
 
-ROWS_MEMO_SIZE = 2048  # contents whose index rows a store keeps (~10 kB each with the content: ~20 MB at most)
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 # A version row's content is NULL while it is the current version: the content is then resource.content.
 _VERSION_CONTENT = func.coalesce(resource_version.c.content, resource.c.content).label("content")
@@ -214,7 +212,6 @@ class ResourceStore:
         self._bulk: bool | None = None  # inside a bulk_load block: whether its bulk mode is on
         # index rows of recently written contents, by (content, changed keys): the next update of the resource
         # (a feeder's next PATCH, mostly served by the same process) diffs against them without extracting again
-        self._rows_memo: Lru[tuple[str, frozenset[str]], IndexRows] = Lru(ROWS_MEMO_SIZE)
 
     def observe(self, res_type: str, observer: Observer) -> None:
         """Call `observer(conn, events)` in the transaction of every write of `res_type`, after the write's own
@@ -544,11 +541,7 @@ class ResourceStore:
         changes: RowChanges | None = None
         if previous_res is not None and pk is not None:
             changed = frozenset(k for k in final.keys() | previous_res.keys() if final.get(k) != previous_res.get(k))
-            before = self._rows_memo.get((previous, changed)) if previous is not None else None
-            if before is None:
-                before = extract(self.registry, previous_res, changed)
-            after = self._rows_memo.put((content, changed), extract(self.registry, final, changed))
-            changes = row_changes(before, after)
+            changes = update_rows(self.registry, previous_res, final, changed)
         return _Pending(
             pk=pk,
             res_type=res_type,
