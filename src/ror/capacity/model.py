@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from ror.directory import ids
@@ -63,8 +64,9 @@ class Indicator:
     crisis_type: str | None = None
     comment: str | None = None
 
-    @property
+    @cached_property
     def key(self) -> tuple[str, ...]:
+        """Computed once per indicator (a capacity write compares keys a dozen times: rules, patch, projection)."""
         return tuple(getattr(self, f) or "" for f in KEY_FIELDS)
 
     @property
@@ -112,26 +114,27 @@ def parse_indicator(ext: Mapping[str, Any], path: str = "Location.extension") ->
     seen: set[str] = set()
     for i, sub in enumerate(ext.get("extension") or []):
         url = sub.get("url")
-        where = f"{path}.extension[{i}]"
         if url in seen:
-            raise InvalidRequest(f"sub-extension {url} is repeated (0..1)", expression=where)
+            raise InvalidRequest(f"sub-extension {url} is repeated (0..1)", expression=f"{path}.extension[{i}]")
         seen.add(url)
         if url in CODED:
             codings = (sub.get("valueCodeableConcept") or {}).get("coding") or []
             if len(codings) < 1 or not codings[0].get("code"):
-                raise InvalidRequest(f"{url} needs valueCodeableConcept.coding with a code", expression=where)
+                raise InvalidRequest(
+                    f"{url} needs valueCodeableConcept.coding with a code", expression=f"{path}.extension[{i}]"
+                )
             system = codings[0].get("system")
             if system and system != CODED[url][1]:
                 raise InvalidRequest(
                     f"{url}: coding.system must be {CODED[url][1]}, got {system}",
-                    expression=f"{where}.valueCodeableConcept",
+                    expression=f"{path}.extension[{i}].valueCodeableConcept",
                 )
             values[CODED[url][0]] = str(codings[0]["code"])
         elif url == "nbCapacity":
             nb = sub.get("valueInteger")
             if isinstance(nb, bool) or not isinstance(nb, int) or nb < 0:
                 raise InvalidRequest(
-                    f"nbCapacity must be an integer ≥ 0, got {nb!r}", expression=f"{where}.valueInteger"
+                    f"nbCapacity must be an integer ≥ 0, got {nb!r}", expression=f"{path}.extension[{i}].valueInteger"
                 )
             values["nb"] = nb
         elif url == "capacityUpdateDate":
@@ -139,12 +142,14 @@ def parse_indicator(ext: Mapping[str, Any], path: str = "Location.extension") ->
             try:
                 date_range(str(dt))
             except ValueError as exc:
-                raise InvalidRequest(f"capacityUpdateDate: {exc}", expression=f"{where}.valueDateTime") from exc
+                raise InvalidRequest(
+                    f"capacityUpdateDate: {exc}", expression=f"{path}.extension[{i}].valueDateTime"
+                ) from exc
             values["update_date"] = dt
         elif url == "comment":
             values["comment"] = sub.get("valueString")
         else:
-            raise InvalidRequest(f"unknown capacity sub-extension {url!r}", expression=where)
+            raise InvalidRequest(f"unknown capacity sub-extension {url!r}", expression=f"{path}.extension[{i}]")
     missing = [u for u in REQUIRED if u not in seen]
     if missing:
         raise InvalidRequest(f"capacity indicator lacks {', '.join(missing)} (1..1)", expression=path)

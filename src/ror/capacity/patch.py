@@ -13,7 +13,7 @@ Values: `{"name": "value", "part": [{"extension": [<capacity extension>, …]}]}
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
@@ -224,7 +224,7 @@ def apply(indicators: list[Indicator], ops: list[Operation]) -> list[Indicator]:
             if isinstance(nb, bool) or not isinstance(nb, int) or nb < 0:
                 raise InvalidRequest(f"{where}: nbCapacity must be an integer ≥ 0", expression=f"{where}.part.value")
             old = current[idx]
-            current[idx] = Indicator(**{**old.__dict__, "nb": nb})
+            current[idx] = replace(old, nb=nb)
         elif sel.sub is None:
             new = [parse_indicator(v, f"{where}.part.value") for v in op.values if isinstance(v, dict)]
             if len(new) != 1:
