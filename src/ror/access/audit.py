@@ -79,6 +79,12 @@ def record(target: Engine | Connection, **fields: Any) -> None:
     record_many(target, [entry(**fields)])
 
 
+def success_entry(caller: Caller, **fields: Any) -> dict[str, object]:
+    """The audit row of a write the caller asked for and got (`fields`: `entry`'s action, res_type, res_id,
+    version_id, remote_addr, detail)."""
+    return entry(actor_type=caller.kind, actor_id=caller.subject, outcome="success", **fields)
+
+
 def failure_entry(
     caller: Caller,
     exc: RorError,

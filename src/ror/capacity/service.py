@@ -275,11 +275,9 @@ class CapacityService:
 
     @staticmethod
     def _success_row(caller: Caller, stored: Stored, remote_addr: str | None) -> dict[str, object]:
-        return audit.entry(
-            actor_type=caller.kind,
-            actor_id=caller.subject,
+        return audit.success_entry(
+            caller,
             action="patch",
-            outcome="success",
             res_type="Location",
             res_id=stored.res_id,
             version_id=stored.version_id,

@@ -4,22 +4,21 @@ path), body = FHIRPath Patch Parameters (docs/capacity.md)."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ror.access.tokens import ANONYMOUS
 from ror.capacity.patch import is_capacity_patch
 from ror.errors import InvalidRequest, Issue, RorError
+from ror.fhir.asgi import answer, header, replaying
 from ror.fhir.common import JSON_PATCH, http_date, media_type, services
 from ror.fhir.read import _visible
-from ror.fhir.responses import FhirResponse, error_response, operation_outcome
+from ror.fhir.responses import FhirResponse, operation_outcome
 from ror.store import Stored
 from ror.store.store import ID_RE, parse_etag
 
@@ -86,7 +85,7 @@ async def patch_location_by_identifier(request: Request) -> FhirResponse:
 
 
 _LOCATION_PREFIX = "/fhir/Location/"
-_ROUTE = SimpleNamespace(path="/fhir/Location/{location_id}")  # the route label of the metrics and logs (ops)
+_ROUTE = "/fhir/Location/{location_id}"  # the route label of the metrics and logs (ops)
 
 
 class CapacityFastPath:
@@ -102,7 +101,7 @@ class CapacityFastPath:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"] if scope["type"] == "http" and scope["method"] == "PATCH" else ""
         location_id = path[len(_LOCATION_PREFIX) :] if path.startswith(_LOCATION_PREFIX) else ""
-        if not ID_RE.match(location_id) or media_type(_header(scope, b"content-type")) == JSON_PATCH:
+        if not ID_RE.match(location_id) or media_type(header(scope, b"content-type")) == JSON_PATCH:
             await self.app(scope, receive, send)
             return
         chunks: list[bytes] = []
@@ -114,15 +113,7 @@ class CapacityFastPath:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        sent = False
-
-        async def replay() -> Message:
-            nonlocal sent
-            if sent:
-                return await receive()
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
+        replay = replaying(body, receive)
         try:
             parsed = orjson.loads(body) if len(body) <= MAX_BODY else None
         except orjson.JSONDecodeError:
@@ -130,17 +121,5 @@ class CapacityFastPath:
         if not is_capacity_patch(parsed):
             await self.app(scope, replay, send)
             return
-        scope["route"], scope["path_params"] = _ROUTE, {"location_id": location_id}
-        request = Request(scope, replay)
-        try:
-            response: Response = await _patch(request, location_id, None, parsed)
-        except Exception as exc:  # as the app's exception handlers answer it
-            response = error_response(exc)
-        await response(scope, replay, send)
-
-
-def _header(scope: Scope, name: bytes) -> str:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return str(value.decode("latin-1"))
-    return ""
+        params = {"location_id": location_id}
+        await answer(scope, replay, send, _ROUTE, params, lambda request: _patch(request, location_id, None, parsed))

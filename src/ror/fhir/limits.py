@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from ror.errors import InvalidRequest, Issue
+from ror.fhir.asgi import header, replaying
 from ror.fhir.responses import outcome_response
 
 Scope = MutableMapping[str, Any]
@@ -78,20 +79,14 @@ def too_deep(body: bytes, limit: int) -> bool:
 
 
 def _is_json(scope: Scope) -> bool:
-    for name, value in scope.get("headers", ()):
-        if name == b"content-type":
-            return b"json" in value.lower()
-    return False
+    return "json" in header(scope, b"content-type").lower()
 
 
 def _content_length(scope: Scope) -> int | None:
-    for name, value in scope.get("headers", ()):
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
+    try:
+        return int(header(scope, b"content-length"))
+    except ValueError:  # absent or not a number
+        return None
 
 
 class BodyLimits:
@@ -149,16 +144,7 @@ class BodyLimits:
                     scope, receive, send, 400, "invalid", "strings must not contain control characters", where
                 )
                 return
-        sent = False
-
-        async def replay() -> Message:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(body, receive), send)
 
     def _counting(self, receive: Receive) -> Receive:
         size = 0

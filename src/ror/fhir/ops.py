@@ -23,6 +23,8 @@ import orjson
 from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
 
+from ror.fhir.asgi import header
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -129,7 +131,7 @@ class OpsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"x-request-id"), "")
+        incoming = header(scope, b"x-request-id")
         rid = incoming if _SANE_ID.match(incoming) else uuid.uuid4().hex
         token = REQUEST_ID.set(rid)
         status = 500

@@ -44,7 +44,7 @@ def outcome_response(status: int, issues: list[Issue], headers: dict[str, str] |
 
 def error_response(exc: Exception) -> FhirResponse:
     """The OperationOutcome of an error raised while serving a request (also used by the routes served outside
-    FastAPI's router, `fhir.capacity.CapacityFastPath`). A database that is unreachable, restarting, read-only,
+    FastAPI's router, `fhir.asgi.answer`). A database that is unreachable, restarting, read-only,
     full or locked: 503 + Retry-After, the client retries (the pool replaces dead connections: the service
     recovers by itself)."""
     if isinstance(exc, RorError):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -15,8 +15,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ror.access.context import hide_sensitive
 from ror.access.policy import RULES, Profile
 from ror.fhir.access import caller_profile, filtered_json
+from ror.fhir.asgi import answer
 from ror.fhir.common import RESOURCE_TYPES, base_url, check_type, services
-from ror.fhir.responses import FhirResponse, error_response
+from ror.fhir.responses import FhirResponse
 from ror.search.engine import Row, SearchEngine, SearchResult
 from ror.search.geo import haversine_km
 from ror.search.query import Near, QueryParser, SearchQuery
@@ -166,7 +167,7 @@ async def search_post(res_type: str, request: Request) -> FhirResponse:
 
 _PREFIX = "/fhir/"
 _SEARCH_PATHS = {_PREFIX + t: t for t in RESOURCE_TYPES}
-_ROUTE = SimpleNamespace(path="/fhir/{res_type}")  # the route label of the metrics and logs (ops)
+_ROUTE = "/fhir/{res_type}"  # the route label of the metrics and logs (ops)
 
 
 class SearchFastPath:
@@ -184,10 +185,9 @@ class SearchFastPath:
         if res_type is None:
             await self.app(scope, receive, send)
             return
-        scope["route"], scope["path_params"] = _ROUTE, {"res_type": res_type}
-        request = Request(scope, receive)
-        try:  # in the thread pool, as FastAPI runs a sync route: the event loop serves other requests meanwhile
-            response: Response = await run_in_threadpool(search_get, res_type, request)
-        except Exception as exc:  # as the app's exception handlers answer it
-            response = error_response(exc)
-        await response(scope, receive, send)
+
+        # in the thread pool, as FastAPI runs a sync route: the event loop serves other requests meanwhile
+        def handler(request: Request) -> Awaitable[Response]:
+            return run_in_threadpool(search_get, res_type, request)
+
+        await answer(scope, receive, send, _ROUTE, {"res_type": res_type}, handler)

@@ -102,7 +102,7 @@ async def conditional_update(res_type: str, request: Request) -> Response:
 
 
 async def patch_resource(request: Request, res_type: str, res_id: str) -> Response:
-    """Generic PATCH (also reached from the capacity route for Location patches that are not capacity ones)."""
+    """Generic PATCH (a Location patch that is not a capacity one reaches it past `CapacityFastPath`)."""
     check_type(res_type)
     body = await read_json(request)
     is_json_patch = media_type(request.headers.get("content-type", "")) == JSON_PATCH

@@ -210,8 +210,6 @@ class ResourceStore:
         self.observers: dict[str, list[Observer]] = {}
         self.batched_observers: dict[str, list[BatchedObserver]] = {}
         self._bulk: bool | None = None  # inside a bulk_load block: whether its bulk mode is on
-        # index rows of recently written contents, by (content, changed keys): the next update of the resource
-        # (a feeder's next PATCH, mostly served by the same process) diffs against them without extracting again
 
     def observe(self, res_type: str, observer: Observer) -> None:
         """Call `observer(conn, events)` in the transaction of every write of `res_type`, after the write's own
@@ -533,11 +531,10 @@ class ResourceStore:
         previous_res: dict[str, Any] | None = None,
     ) -> _Pending:
         """`previous_res`: the current version, parsed, when it is live: only the index rows that differ between
-        the two versions are then replaced (`search.extract.row_changes`, among the parameters whose elements
+        the two versions are then replaced (`search.extract.update_rows`, among the parameters whose elements
         changed)."""
         region = self._region(res, previous_region)
         final = finalise(res, res_id=res_id, version_id=version_id, last_updated=now, region=region, created=created)
-        content = dumps(final)
         changes: RowChanges | None = None
         if previous_res is not None and pk is not None:
             changed = frozenset(k for k in final.keys() | previous_res.keys() if final.get(k) != previous_res.get(k))
@@ -550,7 +547,7 @@ class ResourceStore:
             created=now,
             region=region,
             hash=hash_,
-            content=content,
+            content=dumps(final),
             deleted=False,
             previous=previous,
             rows=extract(self.registry, final) if changes is None else changes.rows,
