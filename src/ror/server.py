@@ -37,6 +37,7 @@ from ror.fhir.subscriptions import install_subscriptions
 from ror.fhir.subscriptions import router as subscriptions_router
 from ror.fhir.tension import router as tension_router
 from ror.fhir.urgences import router as urgences_router
+from ror.malloc import keep_freed_memory
 from ror.routing import include
 from ror.services import Services
 from ror.web import install_web
@@ -62,6 +63,7 @@ _NO_TELEMETRY: dict[str, Any] = (
 def create_app(
     engine: Engine | None = None, anonymous_profile: Profile | None = None, tokens: TokenService | None = None
 ) -> FastAPI:
+    keep_freed_memory()  # large answers reuse freed memory instead of faulting in new pages (ror/malloc.py)
     engine = engine or get_engine()
     app = FastAPI(
         title="ROR", version=__version__, docs_url="/api/docs", openapi_url="/api/openapi.json", **_NO_TELEMETRY
