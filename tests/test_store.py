@@ -321,6 +321,9 @@ def test_bulk_load_rebuilds_indexes_and_foreign_keys_and_a_migration_repairs_an_
     assert _bulk_structures(store) == before
 
 
+COMMUNE_COG = "https://interop.esante.gouv.fr/ig/fhir/ror/StructureDefinition/ror-commune-cog"
+
+
 def test_row_changes_of_one_indicator_count_are_two_groups() -> None:
     """A capacity PATCH that changes one indicator's count replaces that indicator's count and date rows (and
     `_lastUpdated`), not the ~30 rows of every capacity parameter."""
@@ -360,7 +363,44 @@ def test_row_changes_of_one_indicator_count_are_two_groups() -> None:
     ext[capacity[0]], ext[capacity[1]] = ext[capacity[1]], ext[capacity[0]]
     duplicated = dict(loc, extension=[*loc["extension"], loc["extension"][capacity[-1]]])
     removed = dict(loc, extension=[e for i, e in enumerate(loc["extension"]) if i != capacity[0]])
-    for variant in (after, loc, swapped, duplicated, removed):
-        full = row_changes(extract(reg, loc, changed), extract(reg, variant, changed))
-        assert update_rows(reg, loc, variant, changed) == full
+    # the commune's extension (another URL) changes alone, with an indicator, or is added
+    moved = orjson.loads(orjson.dumps(loc))
+    cog = next(e for e in moved["extension"] if e["url"] == COMMUNE_COG)
+    cog["valueCodeableConcept"]["coding"][0]["code"] = "97209"
+    both = dict(after, extension=[cog if e["url"] == COMMUNE_COG else e for e in after["extension"]])
+    second = dict(loc, extension=[*loc["extension"], {"url": COMMUNE_COG, "valueCoding": {"code": "35238"}}])
+    cases = [(loc, v) for v in (after, loc, swapped, duplicated, removed, moved, both, second)] + [(moved, after)]
+    for old, variant in cases:
+        full = row_changes(extract(reg, old, changed), extract(reg, variant, changed))
+        assert update_rows(reg, old, variant, changed) == full
     assert update_rows(reg, loc, after, changed) == ch
+    assert update_rows(reg, loc, moved, changed).stale == {"token": [("commune-cog", None), ("departement", None)]}
+
+
+def test_changes_of_an_update_are_told_by_extension_url() -> None:
+    """A change of the capacity indicators does not evaluate the parameters of the other extensions again (the
+    commune's `commune-cog` / `departement`): their change keys name their extension's URL."""
+    from pathlib import Path
+
+    from ror.search.extract import changes_of, extract
+    from ror.search.fhirpath import ANY_EXTENSION, extension_key
+    from ror.search.registry import default_registry
+
+    reg = default_registry()
+    loc = orjson.loads((Path(__file__).parent / "fixtures" / "Location-ror-location-exemple-1.json").read_bytes())
+    after = orjson.loads(orjson.dumps(loc))
+    first = next(e for e in after["extension"] if "capacity" in e["url"])
+    first["extension"] = [x for x in first["extension"] if x["url"] != "comment"] + [
+        {"url": "comment", "valueString": "changed"}
+    ]
+    fine = changes_of(loc, after, frozenset({"extension", "meta"}))
+    assert fine == {"meta", ANY_EXTENSION, extension_key(first["url"])}
+    assert changes_of(loc, after, frozenset({"meta"})) == {"meta"}
+
+    def params(rows: object) -> set[str]:
+        return {r[1] for name in ("token", "string", "number", "date") for r in getattr(rows, name)}
+
+    everything = params(extract(reg, loc, frozenset({"extension"})))
+    assert {"commune-cog", "departement", "capacity-status"} <= everything  # "extension": any extension changed
+    refined = params(extract(reg, loc, fine))
+    assert "capacity-status" in refined and not refined & {"commune-cog", "departement"}

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from ror.search.fhirpath import Evaluator, evaluator, top_level_keys
+from ror.search.fhirpath import ANY_EXTENSION, Evaluator, evaluator, extension_key, top_level_keys
 from ror.search.normalise import date_range, norm_text
 from ror.search.registry import Registry, SearchParam
 
@@ -176,34 +176,72 @@ def _add(rows: IndexRows, res_type: str, p: SearchParam, value: Any, grp: int | 
         adder(rows, res_type, p, value, grp)
 
 
-def _keys(expr: str) -> frozenset[str] | None:
-    """Top-level keys an expression reads; `Resource.meta.tag` reads `meta` whatever the type."""
-    keys = top_level_keys(expr)
+def _keys(expr: str, by_extension: bool = False) -> frozenset[str] | None:
+    """Top-level keys an expression reads; `Resource.meta.tag` reads `meta` whatever the type. `by_extension`:
+    the keys a change is told by (`fhirpath.top_level_keys`: an `extension('u')` read is keyed by its URL)."""
+    keys = top_level_keys(expr, by_extension)
     if keys is None and expr.startswith("Resource.") and "|" not in expr:
         name = expr.split(".")[1].split("(")[0].split("[")[0]
         return frozenset({name}) if name.isidentifier() else None
     return keys
 
 
+Keys = frozenset[str] | None
+
+
 @lru_cache(maxsize=128)
-def _plan(registry: Registry, res_type: str) -> tuple[tuple[SearchParam, frozenset[str] | None], ...]:
-    """The parameters extracted for a type, with the top-level keys each needs, computed once per registry:
-    extract runs millions of times during an import and most optional elements are absent."""
+def _plan(registry: Registry, res_type: str) -> tuple[tuple[SearchParam, Keys, Keys], ...]:
+    """The parameters extracted for a type, with the top-level keys each needs (a resource without them yields
+    no row) and the change keys it depends on (`changes_of`), computed once per registry: extract runs
+    millions of times during an import and most optional elements are absent."""
     return tuple(
-        (p, _keys(p.group or p.expression)) for p in registry.for_type(res_type).values() if p.type != "special"
+        (p, _keys(p.group or p.expression), _change_keys(p))
+        for p in registry.for_type(res_type).values()
+        if p.type != "special"
     )
 
 
-Compiled = tuple[tuple[SearchParam, frozenset[str] | None, Evaluator | None, Evaluator, Adder], ...]
+def _change_keys(p: SearchParam) -> Keys:
+    """What a parameter's rows depend on: its group's and its expression's change keys (a grouped expression is
+    relative to the group's element: the group's keys), None when it cannot be told."""
+    return _keys(p.group or p.expression, by_extension=True)
+
+
+Compiled = tuple[tuple[SearchParam, Keys, Evaluator | None, Evaluator, Adder, Keys], ...]
 
 
 @lru_cache(maxsize=128)
 def _compiled(registry: Registry, res_type: str) -> Compiled:
     """`_plan` with each parameter's group and expression compiled (`fhirpath.evaluator`) and its row adder."""
     return tuple(
-        (p, keys, evaluator(p.group) if p.group else None, evaluator(p.expression), ADDERS[p.type])
-        for p, keys in _plan(registry, res_type)
+        (p, keys, evaluator(p.group) if p.group else None, evaluator(p.expression), ADDERS[p.type], change)
+        for p, keys, change in _plan(registry, res_type)
     )
+
+
+def changes_of(before: dict[str, Any], after: dict[str, Any], changed: frozenset[str]) -> frozenset[str]:
+    """The change keys of an update whose top-level keys `changed` differ: those keys, with `extension` (every
+    extension may have changed) told apart as `ANY_EXTENSION` and `extension_key(url)` of each URL whose
+    top-level extensions differ. A capacity PATCH changes the capacity indicators, not the commune or equipment
+    extensions: their parameters are not evaluated again."""
+    if "extension" not in changed:
+        return changed
+    old: dict[Any, list[Any]] = {}
+    new: dict[Any, list[Any]] = {}
+    for ext in before.get("extension") or ():
+        old.setdefault(ext.get("url") if type(ext) is dict else None, []).append(ext)
+    for ext in after.get("extension") or ():
+        new.setdefault(ext.get("url") if type(ext) is dict else None, []).append(ext)
+    urls = {extension_key(str(u)) for u in old.keys() | new.keys() if old.get(u) != new.get(u)}
+    return (changed - {"extension"}) | urls | {ANY_EXTENSION}
+
+
+def _affected(change: Keys, changed: frozenset[str]) -> bool:
+    """Whether a parameter with these change keys may have other rows after a change of `changed` (top-level
+    keys, where `extension` means any extension, or `changes_of`)."""
+    if change is None or not change.isdisjoint(changed):
+        return True
+    return "extension" in changed and any(k.startswith("extension(") for k in change)
 
 
 @lru_cache(maxsize=4096)
@@ -278,17 +316,23 @@ Skip = dict[str, frozenset[int]]  # per group expression, the positions of the e
 
 
 def extract(
-    registry: Registry, resource: dict[str, Any], changed: frozenset[str] | None = None, skip: Skip | None = None
+    registry: Registry,
+    resource: dict[str, Any],
+    changed: frozenset[str] | None = None,
+    skip: Skip | None = None,
+    groups: dict[str, list[Any]] | None = None,
 ) -> IndexRows:
     """The index rows of one resource (without `resource_pk`, which the store adds): all of them, or with
-    `changed`, only those of the parameters `affected` by a change of these top-level keys; `skip`: repeated
-    elements (groups) whose rows are not wanted (`update_rows`)."""
+    `changed` (top-level keys, or the finer `changes_of`), only those of the parameters that depend on them;
+    `skip`: repeated elements (groups) whose rows are not wanted, `groups`: group elements already read
+    (`update_rows`)."""
     res_type = resource["resourceType"]
     rows = IndexRows()
     present = resource.keys()
-    groups: dict[str, list[Any]] = {}  # a group shared by several parameters (capacity indicators) is read once
-    for p, keys, group, expression, add in _applicable(registry, res_type, frozenset(present)):
-        if changed is not None and keys is not None and keys.isdisjoint(changed):
+    # a group shared by several parameters (capacity indicators) is read once
+    groups = dict(groups) if groups else {}
+    for p, _present, group, expression, add, change in _applicable(registry, res_type, frozenset(present)):
+        if changed is not None and not _affected(change, changed):
             continue
         try:
             if group is not None:
@@ -322,13 +366,19 @@ def update_rows(
     same on both sides (a group's rows depend on its element and position only). A capacity PATCH changes one
     indicator of a Location that has several: the others are compared as dicts, not evaluated parameter by
     parameter twice (the extraction was a third of the write's Python time)."""
+    changed = changes_of(before, after, changed)
     same: Skip = {}
-    for p, keys, group, _expression, _add in _compiled(registry, after["resourceType"]):
-        if group is None or p.group in same or (keys is not None and keys.isdisjoint(changed)):
+    old_groups: dict[str, list[Any]] = {}
+    new_groups: dict[str, list[Any]] = {}
+    for p, _present, group, _expression, _add, change in _compiled(registry, after["resourceType"]):
+        if group is None or p.group in same or not _affected(change, changed):
             continue
         try:
             old, new = group(before), group(after)
         except ValueError:
             continue  # extracted (and skipped) as `extract` does
         same[p.group] = frozenset(i for i, (a, b) in enumerate(zip(old, new, strict=False)) if a == b)
-    return row_changes(extract(registry, before, changed, same), extract(registry, after, changed, same))
+        old_groups[p.group], new_groups[p.group] = old, new
+    return row_changes(
+        extract(registry, before, changed, same, old_groups), extract(registry, after, changed, same, new_groups)
+    )

@@ -172,10 +172,12 @@ def compile_union(expr: str) -> tuple[tuple[str | None, tuple[Step, ...]], ...]:
 
 
 @lru_cache(maxsize=1024)
-def top_level_keys(expr: str) -> frozenset[str] | None:
+def top_level_keys(expr: str, by_extension: bool = False) -> frozenset[str] | None:
     """The top-level element names an absolute expression can read (`Location.address.city` -> {address},
     `X.extension('u').value` -> {extension}); None when it cannot be told (relative path, resource root): a
-    resource without any of these keys yields nothing, so extraction can skip the evaluation."""
+    resource without any of these keys yields nothing, so extraction can skip the evaluation.
+    `by_extension`: an `extension('u')` step is told as `extension_key(u)` — the expression reads only the
+    top-level extensions of that URL — and a plain `extension` step, which reads them all, as `ANY_EXTENSION`."""
     keys: set[str] = set()
     for sub in _split_top(expr, "|"):
         parts = _split_path(sub)
@@ -187,10 +189,20 @@ def top_level_keys(expr: str) -> frozenset[str] | None:
         if m.group("func"):
             if m.group("func") != "extension":
                 return None
-            keys.add("extension")
+            keys.add(extension_key(m.group("args").strip().strip("'")) if by_extension else "extension")
+        elif by_extension and m.group("name") == "extension":
+            keys.add(ANY_EXTENSION)
         else:
             keys.add(m.group("name"))
     return frozenset(keys)
+
+
+ANY_EXTENSION = "extension(*)"  # the change key of a read of every top-level extension (`X.extension.where(…)`)
+
+
+def extension_key(url: str) -> str:
+    """The change key of the top-level extensions with this URL (`top_level_keys(…, by_extension=True)`)."""
+    return f"extension({url})"
 
 
 Evaluator = Callable[[Any], list[Any]]
