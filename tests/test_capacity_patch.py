@@ -287,27 +287,6 @@ def test_batch_entries_on_one_location_each_make_a_version_and_are_audited(http,
     assert [a.version_id for a in audit] == [v1, None, v1 + 1]
 
 
-def test_the_listen_thread_ends_with_its_engine(engine: Engine) -> None:
-    """PostgreSQL: an engine's LISTEN thread (cross-process live stream) stops when the engine is disposed; it used
-    to hold its connection for the life of the process and, once the database was dropped, retry every second.
-    SQLite publishes after commit, in process: no thread."""
-    from ror.capacity import stream
-    from ror.db.engine import make_engine
-
-    other = make_engine(engine.url.render_as_string(hide_password=False))
-    try:
-        stream.install(other, stream.Broker())
-        listener = getattr(other, "_ror_listener", None)
-        if other.dialect.name == "sqlite":
-            assert listener is None
-            return
-        assert listener is not None and listener.is_alive()
-    finally:
-        other.dispose()
-    listener.join(timeout=10)
-    assert not listener.is_alive()
-
-
 def test_live_stream_delivers_committed_changes(store: ResourceStore, engine: Engine, nos: None) -> None:
     """A real uvicorn, a real SSE client: a PATCH is seen on the stream; a rejected one is not."""
     import socket

@@ -160,35 +160,22 @@ def install(engine: Engine, broker: Broker) -> None:
     def _forget(conn: Connection) -> None:  # delivered by NOTIFY instead
         conn.info.pop(INFO_KEY, None)
 
-    stop = threading.Event()
-    event.listen(engine, "engine_disposed", lambda _engine: stop.set())
-    listener = threading.Thread(
-        target=_listen, args=(engine, publish_all, stop), daemon=True, name="ror-capacity-listen"
-    )
-    engine._ror_listener = listener  # type: ignore[attr-defined]
-    listener.start()
+    threading.Thread(target=_listen, args=(engine, publish_all), daemon=True, name="ror-capacity-listen").start()
 
 
-LISTEN_POLL_S = 1.0  # how often the LISTEN thread looks whether its engine was disposed
+def _listen(engine: Engine, publish: Any) -> None:
+    import time
 
-
-def _listen(engine: Engine, publish: Any, stop: threading.Event) -> None:
-    """Publish the NOTIFY payloads of `CHANNEL` until the engine is disposed (its own connection, outside the
-    pool; reconnects after a database restart). Disposing the engine ends it within `LISTEN_POLL_S`: it used to
-    run for the life of the process, holding a connection or retrying one a second against a dropped database."""
     import psycopg
 
     url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    while not stop.is_set():
+    while True:
         try:
             with psycopg.connect(url, autocommit=True) as pg:
                 pg.execute(f"LISTEN {CHANNEL}")
-                while not stop.is_set():
-                    for note in pg.notifies(timeout=LISTEN_POLL_S):
-                        got = orjson.loads(note.payload)
-                        publish(got if isinstance(got, list) else [got])
+                for note in pg.notifies():
+                    got = orjson.loads(note.payload)
+                    publish(got if isinstance(got, list) else [got])
         except Exception as exc:  # the database restarted: listen again
-            if stop.is_set():
-                return
             log.warning("capacity LISTEN connection lost (%s); reconnecting", exc)
-            stop.wait(1)
+            time.sleep(1)
