@@ -105,6 +105,11 @@ class Indicator:
         return {"url": CAPACITY_URL, "extension": sub}
 
 
+def _at(path: str, i: int, element: str = "") -> str:
+    """The FHIRPath of a sub-extension (built only when an error names it: this parse is on the write path)."""
+    return f"{path}.extension[{i}]{element}"
+
+
 @client_json("Location.extension")
 def parse_indicator(ext: Mapping[str, Any], path: str = "Location.extension") -> Indicator:
     """Read one capacity extension; InvalidRequest names the faulty element (FHIRPath) on any problem."""
@@ -115,26 +120,24 @@ def parse_indicator(ext: Mapping[str, Any], path: str = "Location.extension") ->
     for i, sub in enumerate(ext.get("extension") or []):
         url = sub.get("url")
         if url in seen:
-            raise InvalidRequest(f"sub-extension {url} is repeated (0..1)", expression=f"{path}.extension[{i}]")
+            raise InvalidRequest(f"sub-extension {url} is repeated (0..1)", expression=_at(path, i))
         seen.add(url)
         if url in CODED:
             codings = (sub.get("valueCodeableConcept") or {}).get("coding") or []
             if len(codings) < 1 or not codings[0].get("code"):
-                raise InvalidRequest(
-                    f"{url} needs valueCodeableConcept.coding with a code", expression=f"{path}.extension[{i}]"
-                )
+                raise InvalidRequest(f"{url} needs valueCodeableConcept.coding with a code", expression=_at(path, i))
             system = codings[0].get("system")
             if system and system != CODED[url][1]:
                 raise InvalidRequest(
                     f"{url}: coding.system must be {CODED[url][1]}, got {system}",
-                    expression=f"{path}.extension[{i}].valueCodeableConcept",
+                    expression=_at(path, i, ".valueCodeableConcept"),
                 )
             values[CODED[url][0]] = str(codings[0]["code"])
         elif url == "nbCapacity":
             nb = sub.get("valueInteger")
             if isinstance(nb, bool) or not isinstance(nb, int) or nb < 0:
                 raise InvalidRequest(
-                    f"nbCapacity must be an integer ≥ 0, got {nb!r}", expression=f"{path}.extension[{i}].valueInteger"
+                    f"nbCapacity must be an integer ≥ 0, got {nb!r}", expression=_at(path, i, ".valueInteger")
                 )
             values["nb"] = nb
         elif url == "capacityUpdateDate":
@@ -142,14 +145,12 @@ def parse_indicator(ext: Mapping[str, Any], path: str = "Location.extension") ->
             try:
                 date_range(str(dt))
             except ValueError as exc:
-                raise InvalidRequest(
-                    f"capacityUpdateDate: {exc}", expression=f"{path}.extension[{i}].valueDateTime"
-                ) from exc
+                raise InvalidRequest(f"capacityUpdateDate: {exc}", expression=_at(path, i, ".valueDateTime")) from exc
             values["update_date"] = dt
         elif url == "comment":
             values["comment"] = sub.get("valueString")
         else:
-            raise InvalidRequest(f"unknown capacity sub-extension {url!r}", expression=f"{path}.extension[{i}]")
+            raise InvalidRequest(f"unknown capacity sub-extension {url!r}", expression=_at(path, i))
     missing = [u for u in REQUIRED if u not in seen]
     if missing:
         raise InvalidRequest(f"capacity indicator lacks {', '.join(missing)} (1..1)", expression=path)

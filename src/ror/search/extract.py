@@ -176,7 +176,10 @@ def _add(rows: IndexRows, res_type: str, p: SearchParam, value: Any, grp: int | 
         adder(rows, res_type, p, value, grp)
 
 
-def _keys(expr: str, by_extension: bool = False) -> frozenset[str] | None:
+Keys = frozenset[str] | None
+
+
+def _keys(expr: str, by_extension: bool = False) -> Keys:
     """Top-level keys an expression reads; `Resource.meta.tag` reads `meta` whatever the type. `by_extension`:
     the keys a change is told by (`fhirpath.top_level_keys`: an `extension('u')` read is keyed by its URL)."""
     keys = top_level_keys(expr, by_extension)
@@ -184,9 +187,6 @@ def _keys(expr: str, by_extension: bool = False) -> frozenset[str] | None:
         name = expr.split(".")[1].split("(")[0].split("[")[0]
         return frozenset({name}) if name.isidentifier() else None
     return keys
-
-
-Keys = frozenset[str] | None
 
 
 @lru_cache(maxsize=128)
@@ -226,14 +226,16 @@ def changes_of(before: dict[str, Any], after: dict[str, Any], changed: frozenset
     extensions: their parameters are not evaluated again."""
     if "extension" not in changed:
         return changed
-    old: dict[Any, list[Any]] = {}
-    new: dict[Any, list[Any]] = {}
-    for ext in before.get("extension") or ():
-        old.setdefault(ext.get("url") if type(ext) is dict else None, []).append(ext)
-    for ext in after.get("extension") or ():
-        new.setdefault(ext.get("url") if type(ext) is dict else None, []).append(ext)
+    old, new = _extensions_by_url(before), _extensions_by_url(after)
     urls = {extension_key(str(u)) for u in old.keys() | new.keys() if old.get(u) != new.get(u)}
     return (changed - {"extension"}) | urls | {ANY_EXTENSION}
+
+
+def _extensions_by_url(res: dict[str, Any]) -> dict[Any, list[Any]]:
+    out: dict[Any, list[Any]] = {}
+    for ext in res.get("extension") or ():
+        out.setdefault(ext.get("url") if type(ext) is dict else None, []).append(ext)
+    return out
 
 
 def _affected(change: Keys, changed: frozenset[str]) -> bool:
