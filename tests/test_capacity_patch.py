@@ -287,6 +287,28 @@ def test_batch_entries_on_one_location_each_make_a_version_and_are_audited(http,
     assert [a.version_id for a in audit] == [v1, None, v1 + 1]
 
 
+def test_batch_entries_carry_their_own_if_match(http) -> None:
+    """`Bundle.entry.request.ifMatch` is checked against the version the entry's change sees: two entries that
+    both expect version 1 of one Location — the first writes version 2, the second gets 412; a malformed one is
+    refused at its position."""
+    client, h = http
+
+    def entry(nb: int, if_match: object) -> dict[str, Any]:
+        return {
+            "request": {"method": "PATCH", "url": "Location/loc-rea", "ifMatch": if_match},
+            "resource": body("replace", selector(**AVAILABLE_F), cap("02", nb, gender="01")),
+        }
+
+    bundle = {"resourceType": "Bundle", "type": "batch", "entry": [entry(4, 'W/"1"'), entry(5, 'W/"1"'), entry(6, "x")]}
+    r = client.post("/fhir", json=bundle, headers=h)
+    assert r.status_code == 200, r.text
+    responses = [e["response"] for e in r.json()["entry"]]
+    assert [x["status"] for x in responses] == ["200 OK", "412", "400"]
+    assert responses[0]["etag"] == 'W/"2"'
+    assert "If-Match asked for 1" in responses[1]["outcome"]["issue"][0]["diagnostics"]
+    assert responses[2]["outcome"]["issue"][0]["expression"] == ["Bundle.entry[2].request.ifMatch"]
+
+
 def test_live_stream_delivers_committed_changes(store: ResourceStore, engine: Engine, nos: None) -> None:
     """A real uvicorn, a real SSE client: a PATCH is seen on the stream; a rejected one is not."""
     import socket

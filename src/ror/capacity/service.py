@@ -5,7 +5,7 @@ transaction); every outcome audited."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -21,7 +21,7 @@ from ror.capacity.projection import content_facts
 from ror.capacity.rules import consistency_warnings, validate_indicators
 from ror.db.tables import idx_token, resource
 from ror.directory import ids
-from ror.errors import Issue, NotFound, RorError
+from ror.errors import Issue, NotFound, PreconditionFailed, RorError
 from ror.store import ResourceStore, Stored
 from ror.store.rawsql import Batch
 from ror.terminology.service import Terminology
@@ -38,13 +38,22 @@ class PatchResult:
     rendered: object = None  # what `render` made of the new version in the write's transaction (or its RorError)
 
 
+Render = Callable[[Connection, Stored], object]
+
+
 @dataclass(frozen=True)
 class PatchRequest:
-    """One capacity patch of a bulk feed: the Parameters body and its target (Location id or identifier)."""
+    """One capacity patch of a bulk feed or of a group of concurrent single PATCHes: the Parameters body, its
+    target (Location id or identifier), the version it requires (If-Match), where it came from (audit; None:
+    the call's `remote_addr`) and how to render the new version in the write's transaction (`patch`'s
+    `render`)."""
 
     body: object
     location_id: str | None = None
     identifier: str | None = None
+    if_match: int | None = None
+    remote_addr: str | None = None
+    render: Render | None = field(default=None, compare=False)
 
 
 def _locations_by_external_id(conn: Connection, value: str) -> list[str]:
@@ -143,7 +152,7 @@ class CapacityService:
         identifier: str | None = None,
         if_match: int | None = None,
         remote_addr: str | None = None,
-        render: Callable[[Connection, Stored], object] | None = None,
+        render: Render | None = None,
     ) -> PatchResult:
         """`render(conn, stored)`: the adapter's representation of the new version, made in the write's own
         transaction (no second connection); a RorError it raises is returned in `rendered`, the write stands."""
@@ -203,7 +212,9 @@ class CapacityService:
         adapter could not read — is passed through). One transaction, the Locations written together
         (`ResourceStore.modify_many`), the establishment rights read once per establishment, one audit row per
         entry. A bad entry writes nothing and never blocks the others; should the database refuse the batch as
-        a whole, each entry is retried on its own so that only the offending one fails."""
+        a whole, each entry is retried on its own so that only the offending one fails. An entry's `if_match` is
+        checked against the version its change sees (a second entry of the same Location sees the first one's);
+        its `render` runs in the transaction once every entry is written."""
         out: list[PatchResult | RorError | None] = [r if isinstance(r, RorError) else None for r in requests]
         ops: dict[int, list[fhirpatch.Operation]] = {}
         for i, r in enumerate(requests):
@@ -218,8 +229,16 @@ class CapacityService:
             with self.store.write_tx() as conn:
 
                 def change_for(i: int) -> Callable[[Stored], dict[str, Any]]:
+                    wanted = requests[i].if_match if isinstance(requests[i], PatchRequest) else None
+
                     def change(current: Stored) -> dict[str, Any]:
                         res, outcomes[i] = self._changed(conn, caller, current, ops[i], owners)
+                        if wanted is not None and wanted != current.version_id:
+                            raise PreconditionFailed(
+                                f"Location/{current.res_id} is at version {current.version_id}, If-Match asked "
+                                f"for {wanted}",
+                                expression="Location",
+                            )
                         return res
 
                     return change
@@ -250,6 +269,12 @@ class CapacityService:
                 )
                 for (i, _), res in zip(targets, written, strict=True):
                     out[i] = res if isinstance(res, RorError) else PatchResult(res, consistency_warnings(outcomes[i]))
+                for r, o in zip(requests, out, strict=True):
+                    if isinstance(o, PatchResult) and isinstance(r, PatchRequest) and r.render is not None:
+                        try:
+                            o.rendered = r.render(conn, o.stored)
+                        except RorError as exc:
+                            o.rendered = exc
                 audit.record_many(
                     conn, [self._audit_row(caller, r, o, remote_addr) for r, o in zip(requests, out, strict=True)]
                 )
@@ -264,7 +289,13 @@ class CapacityService:
             return r
         try:
             return self.patch(
-                caller, r.body, location_id=r.location_id, identifier=r.identifier, remote_addr=remote_addr
+                caller,
+                r.body,
+                location_id=r.location_id,
+                identifier=r.identifier,
+                if_match=r.if_match,
+                remote_addr=r.remote_addr or remote_addr,
+                render=r.render,
             )
         except RorError as exc:
             return exc
@@ -289,6 +320,8 @@ class CapacityService:
         caller: Caller, r: PatchRequest | RorError, o: PatchResult | RorError | None, remote_addr: str | None
     ) -> dict[str, object]:
         target = (r.location_id or r.identifier) if isinstance(r, PatchRequest) else None
+        if isinstance(r, PatchRequest) and r.remote_addr:
+            remote_addr = r.remote_addr
         if isinstance(o, PatchResult):
             return CapacityService._success_row(caller, o.stored, remote_addr)
         exc = o if isinstance(o, RorError) else RorError("not processed")

@@ -17,6 +17,7 @@ from ror.fhir.capacity import read_json
 from ror.fhir.common import services
 from ror.fhir.responses import FhirResponse, operation_outcome
 from ror.search.normalise import fhir_instant
+from ror.store.store import parse_etag
 
 router = APIRouter()
 MAX_ENTRIES = 1000
@@ -67,7 +68,12 @@ async def batch(request: Request) -> FhirResponse:
             if req.get("method") != "PATCH":
                 raise InvalidRequest("only PATCH entries are accepted", expression=f"Bundle.entry[{i}].request.method")
             location_id, identifier = _patch_target(str(req.get("url", "")))
-            requests.append(PatchRequest(entry.get("resource"), location_id, identifier))
+            if_match = req.get("ifMatch")
+            try:
+                version = parse_etag(if_match if isinstance(if_match, str) or if_match is None else str(if_match))
+            except InvalidRequest as exc:
+                raise InvalidRequest(exc.diagnostics, expression=f"Bundle.entry[{i}].request.ifMatch") from exc
+            requests.append(PatchRequest(entry.get("resource"), location_id, identifier, if_match=version))
         except RorError as exc:
             requests.append(exc)
     # in the thread pool: the event loop keeps serving meanwhile

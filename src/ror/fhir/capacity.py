@@ -9,14 +9,15 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request
 from sqlalchemy import Connection
-from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ror.access.tokens import ANONYMOUS
+from ror.access.tokens import ANONYMOUS, Caller
 from ror.capacity.patch import is_capacity_patch
+from ror.capacity.service import PatchRequest, PatchResult
 from ror.errors import InvalidRequest, Issue, RorError
 from ror.fhir.asgi import answer, header, replaying
 from ror.fhir.common import JSON_PATCH, http_date, media_type, services
+from ror.fhir.patch_groups import PatchGroups
 from ror.fhir.read import _visible
 from ror.fhir.responses import FhirResponse, operation_outcome
 from ror.store import Stored
@@ -24,6 +25,28 @@ from ror.store.store import ID_RE, parse_etag
 
 router = APIRouter()
 MAX_BODY = 1_000_000
+
+
+def patch_groups(request: Request) -> PatchGroups:
+    """The app's group commit of concurrent PATCHes (one per worker process, made on first use)."""
+    state = request.app.state
+    groups: PatchGroups | None = getattr(state, "patch_groups", None)
+    if groups is None:
+        capacity = services(request).capacity
+
+        def one(caller: Caller, r: PatchRequest) -> PatchResult:
+            return capacity.patch(
+                caller,
+                r.body,
+                location_id=r.location_id,
+                identifier=r.identifier,
+                if_match=r.if_match,
+                remote_addr=r.remote_addr,
+                render=r.render,
+            )
+
+        groups = state.patch_groups = PatchGroups(one, capacity.patch_many)
+    return groups
 
 
 async def read_json(request: Request) -> Any:
@@ -48,17 +71,9 @@ async def _patch(request: Request, location_id: str | None, identifier: str | No
     def visible(conn: Connection, stored: Stored) -> str:  # the answer, read in the write's transaction
         return _visible(request, stored, conn)
 
-    # in the thread pool: the event loop keeps serving other requests meanwhile
-    result = await run_in_threadpool(
-        services(request).capacity.patch,
-        caller,
-        body,
-        location_id=location_id,
-        identifier=identifier,
-        if_match=if_match,
-        remote_addr=remote_addr,
-        render=None if outcome else visible,
-    )
+    patch = PatchRequest(body, location_id, identifier, if_match, remote_addr, None if outcome else visible)
+    # written in the thread pool (the event loop keeps serving meanwhile), with the caller's concurrent PATCHes
+    result = await patch_groups(request).submit(caller, patch)
     if isinstance(result.rendered, RorError):
         raise result.rendered
     visible_content = result.rendered if isinstance(result.rendered, str) else None
