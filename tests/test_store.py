@@ -383,7 +383,7 @@ def test_changes_of_an_update_are_told_by_extension_url() -> None:
     from pathlib import Path
 
     from ror.search.extract import changes_of, extract
-    from ror.search.fhirpath import ANY_EXTENSION, extension_key
+    from ror.search.fhirpath import ANY_EXTENSION, ANY_META, extension_key
     from ror.search.registry import default_registry
 
     reg = default_registry()
@@ -394,8 +394,8 @@ def test_changes_of_an_update_are_told_by_extension_url() -> None:
         {"url": "comment", "valueString": "changed"}
     ]
     fine = changes_of(loc, after, frozenset({"extension", "meta"}))
-    assert fine == {"meta", ANY_EXTENSION, extension_key(first["url"])}
-    assert changes_of(loc, after, frozenset({"meta"})) == {"meta"}
+    assert fine == {ANY_META, ANY_EXTENSION, extension_key(first["url"])}
+    assert changes_of(loc, after, frozenset({"meta"})) == {ANY_META}
 
     def params(rows: object) -> set[str]:
         return {r[1] for name in ("token", "string", "number", "date") for r in getattr(rows, name)}
@@ -404,3 +404,35 @@ def test_changes_of_an_update_are_told_by_extension_url() -> None:
     assert {"commune-cog", "departement", "capacity-status"} <= everything  # "extension": any extension changed
     refined = params(extract(reg, loc, fine))
     assert "capacity-status" in refined and not refined & {"commune-cog", "departement"}
+
+
+def test_changes_of_meta_are_told_by_element() -> None:
+    """Every update changes `meta.versionId` and `meta.lastUpdated`; the tags and profiles seldom: `_tag` and
+    `_profile` are extracted again only when theirs differ, and `update_rows` still equals the full diff."""
+    from ror.search.extract import changes_of, extract, row_changes, update_rows
+    from ror.search.fhirpath import ANY_META, meta_key
+    from ror.search.registry import default_registry
+
+    reg = default_registry()
+    tag = {"system": "https://mos.esante.gouv.fr/NOS/TRE_R30-RegionOM/FHIR/TRE-R30-RegionOM", "code": "53"}
+    profile = "https://interop.esante.gouv.fr/ig/fhir/ror/StructureDefinition/ror-location"
+    loc = {
+        "resourceType": "Location",
+        "id": "l1",
+        "meta": {"versionId": "1", "lastUpdated": "2026-12-01T10:00:00Z", "tag": [tag], "profile": [profile]},
+        "name": "Unité",
+    }
+    bumped = dict(loc, meta={**loc["meta"], "versionId": "2", "lastUpdated": "2026-12-01T11:00:00Z"})
+    moved = dict(bumped, meta={**bumped["meta"], "tag": [{**tag, "code": "11"}]})
+    fine = changes_of(loc, bumped, frozenset({"meta"}))
+    assert fine == {ANY_META, meta_key("versionId"), meta_key("lastUpdated")}
+
+    def params(rows: object) -> set[str]:
+        return {r[1] for name in ("token", "string") for r in getattr(rows, name)}
+
+    assert params(extract(reg, loc, frozenset({"meta"}))) == {"_tag", "_profile"}  # top-level keys: all of meta
+    assert params(extract(reg, bumped, fine)) == set()
+    assert params(extract(reg, moved, changes_of(loc, moved, frozenset({"meta"})))) == {"_tag"}
+    for after in (bumped, moved):
+        full = row_changes(extract(reg, loc, frozenset({"meta"})), extract(reg, after, frozenset({"meta"})))
+        assert update_rows(reg, loc, after, frozenset({"meta"})) == full

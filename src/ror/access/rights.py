@@ -126,10 +126,10 @@ def require_write(
     if owners is not None and key is not None and key in owners:
         finess = owners[key]
     else:
-        finess = establishment_finess(conn, res, caller.feeds)
+        finess = establishment_finess(conn, res, caller.feed_set)
         if owners is not None and key is not None:
             owners[key] = finess
-    if finess.isdisjoint(caller.feeds):
+    if finess.isdisjoint(caller.feed_set):
         owners = ", ".join(sorted(finess)) or "?"
         raise Forbidden(
             f"{res.get('resourceType')}/{res.get('id')} belongs to establishment(s) {owners}, "

@@ -8,6 +8,7 @@ import os
 import secrets
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,12 @@ class Caller:
     @property
     def can_write(self) -> bool:
         return "write" in self.scopes
+
+    @cached_property
+    def feed_set(self) -> frozenset[str]:
+        """`feeds` as a set, made once per caller: a regional feeder holds thousands of establishments, and
+        `set.isdisjoint(tuple)` walks the whole tuple at every write."""
+        return frozenset(self.feeds)
 
 
 ANONYMOUS = Caller(Profile.OPEN_DATA, "anonymous")

@@ -11,8 +11,11 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
+import orjson
+
 from ror.directory import ids
 from ror.errors import InvalidRequest, client_json
+from ror.memo import Lru
 from ror.search.normalise import date_range
 
 CAPACITY_URL = ids.EXT_CAPACITY
@@ -157,9 +160,23 @@ def parse_indicator(ext: Mapping[str, Any], path: str = "Location.extension") ->
     return Indicator(**values)
 
 
+# indicators by their JSON: a write reads the Location's indicators before and after the change, and the next
+# write of that Location reads them again; one of them changed. Indicators are immutable, errors never kept.
+_PARSED: Lru[bytes, Indicator] = Lru(8192)
+
+
 def indicators_of(location: Mapping[str, Any]) -> list[Indicator]:
     out = []
     for i, ext in enumerate(location.get("extension") or []):
         if ext.get("url") == CAPACITY_URL:
-            out.append(parse_indicator(ext, f"Location.extension[{i}]"))
+            try:
+                key: bytes | None = orjson.dumps(ext)
+            except TypeError:  # not JSON (a caller's own object): parsed, not kept
+                key = None
+            found = _PARSED.get(key) if key is not None else None
+            if found is None:
+                found = parse_indicator(ext, f"Location.extension[{i}]")
+                if key is not None:
+                    _PARSED.put(key, found)
+            out.append(found)
     return out

@@ -256,7 +256,7 @@ class CapacityService:
                     """The establishments of all the Locations, in one query per level (not one per entry)."""
                     refs = {ref for ref in (content_facts(s.content).parent for s in current) if ref}
                     by_ref = {ref: org for ref in refs if (org := organization_id(ref)) is not None}
-                    found = establishments(conn, set(by_ref.values()), caller.feeds)
+                    found = establishments(conn, set(by_ref.values()), caller.feed_set)
                     owners.update({ref: found[org] for ref, org in by_ref.items()})
 
                 written = self.store.modify_many(

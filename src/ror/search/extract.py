@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from ror.search.fhirpath import ANY_EXTENSION, Evaluator, evaluator, extension_key, top_level_keys
+from ror.search.fhirpath import ANY_EXTENSION, ANY_META, Evaluator, evaluator, extension_key, meta_key, top_level_keys
 from ror.search.normalise import date_range, norm_text
 from ror.search.registry import Registry, SearchParam
 
@@ -222,13 +222,20 @@ def _compiled(registry: Registry, res_type: str) -> Compiled:
 def changes_of(before: dict[str, Any], after: dict[str, Any], changed: frozenset[str]) -> frozenset[str]:
     """The change keys of an update whose top-level keys `changed` differ: those keys, with `extension` (every
     extension may have changed) told apart as `ANY_EXTENSION` and `extension_key(url)` of each URL whose
-    top-level extensions differ. A capacity PATCH changes the capacity indicators, not the commune or equipment
-    extensions: their parameters are not evaluated again."""
-    if "extension" not in changed:
-        return changed
-    old, new = _extensions_by_url(before), _extensions_by_url(after)
-    urls = {extension_key(str(u)) for u in old.keys() | new.keys() if old.get(u) != new.get(u)}
-    return (changed - {"extension"}) | urls | {ANY_EXTENSION}
+    top-level extensions differ, and `meta` as `ANY_META` and `meta_key(name)` of each element of `meta` that
+    differs. A capacity PATCH changes the capacity indicators and the version id and date, not the commune or
+    equipment extensions nor the tags and profiles: their parameters are not evaluated again."""
+    out = changed
+    if "extension" in changed:
+        old, new = _extensions_by_url(before), _extensions_by_url(after)
+        urls = {extension_key(str(u)) for u in old.keys() | new.keys() if old.get(u) != new.get(u)}
+        out = (out - {"extension"}) | urls | {ANY_EXTENSION}
+    if "meta" in changed:
+        was, now = before.get("meta"), after.get("meta")
+        if type(was) is dict and type(now) is dict:
+            names = {meta_key(str(k)) for k in was.keys() | now.keys() if was.get(k) != now.get(k)}
+            out = (out - {"meta"}) | names | {ANY_META}
+    return out
 
 
 def _extensions_by_url(res: dict[str, Any]) -> dict[Any, list[Any]]:
@@ -243,7 +250,9 @@ def _affected(change: Keys, changed: frozenset[str]) -> bool:
     keys, where `extension` means any extension, or `changes_of`)."""
     if change is None or not change.isdisjoint(changed):
         return True
-    return "extension" in changed and any(k.startswith("extension(") for k in change)
+    if "extension" in changed and any(k.startswith("extension(") for k in change):
+        return True
+    return "meta" in changed and any(k.startswith("meta.") for k in change)
 
 
 @lru_cache(maxsize=4096)

@@ -176,12 +176,14 @@ def top_level_keys(expr: str, by_extension: bool = False) -> frozenset[str] | No
     """The top-level element names an absolute expression can read (`Location.address.city` -> {address},
     `X.extension('u').value` -> {extension}); None when it cannot be told (relative path, resource root): a
     resource without any of these keys yields nothing, so extraction can skip the evaluation.
-    `by_extension`: an `extension('u')` step is told as `extension_key(u)` — the expression reads only the
-    top-level extensions of that URL — and a plain `extension` step, which reads them all, as `ANY_EXTENSION`."""
+    `by_extension`: the finer keys a change is told by (`search.extract.changes_of`): an `extension('u')` step
+    is told as `extension_key(u)` — the expression reads only the top-level extensions of that URL — and a plain
+    `extension` step, which reads them all, as `ANY_EXTENSION`; `meta.tag` as `meta_key("tag")` — the
+    version id and date change at every update, the tags and profiles seldom — and `meta` alone as `ANY_META`."""
     keys: set[str] = set()
     for sub in _split_top(expr, "|"):
         parts = _split_path(sub)
-        if len(parts) < 2 or not parts[0][:1].isupper() or parts[0] == "Resource":
+        if len(parts) < 2 or not parts[0][:1].isupper():
             return None
         m = _TOKEN.fullmatch(parts[1])
         if not m:
@@ -192,12 +194,23 @@ def top_level_keys(expr: str, by_extension: bool = False) -> frozenset[str] | No
             keys.add(extension_key(m.group("args").strip().strip("'")) if by_extension else "extension")
         elif by_extension and m.group("name") == "extension":
             keys.add(ANY_EXTENSION)
+        elif by_extension and m.group("name") == "meta":
+            below = _TOKEN.fullmatch(parts[2]) if len(parts) > 2 else None
+            keys.add(meta_key(below.group("name")) if below and not below.group("func") else ANY_META)
         else:
             keys.add(m.group("name"))
     return frozenset(keys)
 
 
 ANY_EXTENSION = "extension(*)"  # the change key of a read of every top-level extension (`X.extension.where(…)`)
+
+
+ANY_META = "meta.*"  # the change key of a read of the whole `meta` (`top_level_keys(…, by_extension=True)`)
+
+
+def meta_key(name: str) -> str:
+    """The change key of one element of `meta` (`meta.tag`, `meta.profile`…)."""
+    return f"meta.{name}"
 
 
 def extension_key(url: str) -> str:
