@@ -436,3 +436,33 @@ def test_changes_of_meta_are_told_by_element() -> None:
     for after in (bumped, moved):
         full = row_changes(extract(reg, loc, frozenset({"meta"})), extract(reg, after, frozenset({"meta"})))
         assert update_rows(reg, loc, after, frozenset({"meta"})) == full
+
+
+def test_grouped_sub_extensions_found_by_url_give_the_rows_of_the_generic_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Extraction finds a repeated element's sub-extensions by URL once (`fhirpath.extension_head`) instead of
+    each parameter scanning them: the rows equal those of the generic FHIRPath evaluation, also on odd
+    elements (a repeated sub-extension, an entry that is not an object, `extension` that is not a list)."""
+    from pathlib import Path
+
+    from ror.search import extract as ex
+    from ror.search.registry import default_registry
+
+    reg = default_registry()
+    loc = orjson.loads((Path(__file__).parent / "fixtures" / "Location-ror-location-exemple-1.json").read_bytes())
+    odd = orjson.loads(orjson.dumps(loc))
+    caps = [e for e in odd["extension"] if "capacity" in e["url"]]
+    caps[0]["extension"].append({"url": "nbCapacity", "valueInteger": 99})  # repeated
+    caps[1]["extension"].insert(0, "not an object")
+    caps[2]["extension"] = {"url": "nbCapacity", "valueInteger": 1}  # not a list
+    fast = [ex.extract(reg, r) for r in (loc, odd)]
+    assert any(row[1] == "nb-capacity" for row in fast[0].number)
+    monkeypatch.setattr(ex, "extension_head", lambda expr: None)
+    ex._compiled.cache_clear()
+    ex._applicable.cache_clear()
+    try:
+        generic = [ex.extract(reg, r) for r in (loc, odd)]
+    finally:
+        monkeypatch.undo()
+        ex._compiled.cache_clear()
+        ex._applicable.cache_clear()
+    assert fast == generic

@@ -8,7 +8,17 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from ror.search.fhirpath import ANY_EXTENSION, ANY_META, Evaluator, evaluator, extension_key, meta_key, top_level_keys
+from ror.search.fhirpath import (
+    ANY_EXTENSION,
+    ANY_META,
+    Evaluator,
+    Rest,
+    evaluator,
+    extension_head,
+    extension_key,
+    meta_key,
+    top_level_keys,
+)
 from ror.search.normalise import date_range, norm_text
 from ror.search.registry import Registry, SearchParam
 
@@ -207,14 +217,23 @@ def _change_keys(p: SearchParam) -> Keys:
     return _keys(p.group or p.expression, by_extension=True)
 
 
-Compiled = tuple[tuple[SearchParam, Keys, Evaluator | None, Evaluator, Adder, Keys], ...]
+Head = tuple[str, Rest] | None  # `fhirpath.extension_head` of a grouped parameter's expression
+Compiled = tuple[tuple[SearchParam, Keys, Evaluator | None, Evaluator, Adder, Keys, Head], ...]
 
 
 @lru_cache(maxsize=128)
 def _compiled(registry: Registry, res_type: str) -> Compiled:
     """`_plan` with each parameter's group and expression compiled (`fhirpath.evaluator`) and its row adder."""
     return tuple(
-        (p, keys, evaluator(p.group) if p.group else None, evaluator(p.expression), ADDERS[p.type], change)
+        (
+            p,
+            keys,
+            evaluator(p.group) if p.group else None,
+            evaluator(p.expression),
+            ADDERS[p.type],
+            change,
+            extension_head(p.expression) if p.group else None,
+        )
         for p, keys, change in _plan(registry, res_type)
     )
 
@@ -354,18 +373,34 @@ def extract(
         plan = _applicable(registry, res_type, keys)
     else:
         plan = _applicable_after(registry, res_type, keys, changed)
-    for p, _present, group, expression, add, _change in plan:
+    subs: dict[str, list[dict[str, list[Any]] | None]] = {}  # per group, each element's sub-extensions by URL
+    for p, _present, group, expression, add, _change, head in plan:
         try:
             if group is not None:
                 nodes = groups.get(p.group)
                 if nodes is None:
                     nodes = groups[p.group] = group(resource)
                 left_out = skip.get(p.group, ()) if skip else ()
+                if head is None:
+                    for grp, node in enumerate(nodes):
+                        if grp not in left_out:
+                            for value in expression(node):
+                                add(rows, res_type, p, value, grp)
+                    continue
+                url, rest = head
+                by_url = subs.get(p.group)
+                if by_url is None:
+                    by_url = subs[p.group] = [None] * len(nodes)
                 for grp, node in enumerate(nodes):
                     if grp in left_out:
                         continue
-                    for value in expression(node):
-                        add(rows, res_type, p, value, grp)
+                    found = by_url[grp]
+                    if found is None:
+                        found = by_url[grp] = _sub_extensions(node)
+                    values = found.get(url)
+                    if values:
+                        for value in rest(values):
+                            add(rows, res_type, p, value, grp)
             else:
                 for value in expression(resource):
                     add(rows, res_type, p, value, None)
@@ -377,6 +412,18 @@ def extract(
         if isinstance(lat, int | float) and isinstance(lon, int | float):
             rows.geo.append((res_type, float(lat), float(lon)))
     return rows
+
+
+def _sub_extensions(node: Any) -> dict[str, list[Any]]:
+    """The extensions of one element by URL (what `extension('u')` selects)."""
+    out: dict[str, list[Any]] = {}
+    if type(node) is dict:
+        for e in node.get("extension") or ():
+            if type(e) is dict:
+                url = e.get("url")
+                if type(url) is str:
+                    out.setdefault(url, []).append(e)
+    return out
 
 
 def update_rows(
@@ -391,7 +438,7 @@ def update_rows(
     same: Skip = {}
     old_groups: dict[str, list[Any]] = {}
     new_groups: dict[str, list[Any]] = {}
-    for p, _present, group, _expression, _add, change in _compiled(registry, after["resourceType"]):
+    for p, _present, group, _expression, _add, change, _head in _compiled(registry, after["resourceType"]):
         if group is None or p.group in same or not _affected(change, changed):
             continue
         try:

@@ -254,6 +254,35 @@ def evaluator(expr: str) -> Evaluator:
     return union
 
 
+Rest = Callable[[list[Any]], list[Any]]
+
+
+@lru_cache(maxsize=1024)
+def extension_head(expr: str) -> tuple[str, Rest] | None:
+    """A relative path that starts with `extension('u')` — a capacity indicator's `extension('nbCapacity').value`
+    — as (u, the rest of the path as a function of the list of those extensions); None for any other
+    expression. The parameters of one repeated element each read one of its sub-extensions: extraction finds
+    them by URL once per element instead of scanning all of them for every parameter."""
+    if len(_split_top(expr, "|")) != 1:
+        return None
+    m = _TOKEN.fullmatch(_split_path(expr)[0])
+    if not m or m.group("func") != "extension":
+        return None
+    root, steps = compile_path(expr)
+    if root is not None:
+        return None
+    rest = steps[1:]
+
+    def run(nodes: list[Any]) -> list[Any]:
+        for step in rest:
+            nodes = step(nodes)
+            if not nodes:
+                break
+        return nodes
+
+    return m.group("args").strip().strip("'"), run
+
+
 def evaluate(resource_or_node: Any, expr: str) -> list[Any]:
     """Evaluate `expr` (possibly a `|` union) on a resource (absolute paths) or a node (relative paths)."""
     return evaluator(expr)(resource_or_node)
