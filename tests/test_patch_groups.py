@@ -218,3 +218,23 @@ def test_a_failure_of_the_group_reaches_each_of_its_requests_and_the_next_ones_s
     assert results[0] == "a" and results[3:] == ["c", "d"]
     assert isinstance(results[1], Boom) and isinstance(results[2], Boom)
     assert groups._queues == {}
+
+    # a request whose client gave up (cancelled) before its group started is not written
+    release.clear()
+    calls.clear()
+
+    async def cancelled() -> list[Any]:
+        tasks = [
+            asyncio.create_task(groups.submit(ANONYMOUS, PatchRequest({}, location_id=name)))
+            for name in ("e", "gone", "f")
+        ]
+        await asyncio.sleep(0.05)
+        tasks[1].cancel()
+        await asyncio.sleep(0.01)
+        release.set()
+        return list(await asyncio.gather(*tasks, return_exceptions=True))
+
+    results = asyncio.run(cancelled())
+    assert calls == [["e"], ["f"]]
+    assert results[0] == "e" and results[2] == "f" and isinstance(results[1], asyncio.CancelledError)
+    assert groups._queues == {}

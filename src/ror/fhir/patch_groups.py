@@ -74,7 +74,11 @@ class PatchGroups:
             queue.running = False
             del self._queues[id(queue.caller)]
             return
-        group, queue.waiting = queue.waiting[: self.max_group], queue.waiting[self.max_group :]
+        waiting = [(r, f) for r, f in queue.waiting if not f.cancelled()]  # clients that gave up: not written
+        group, queue.waiting = waiting[: self.max_group], waiting[self.max_group :]
+        if not group:
+            self._next(queue)
+            return
         asyncio.get_running_loop().create_task(self._write(queue, group))
 
     async def _write(self, queue: _Queue, group: list[tuple[PatchRequest, asyncio.Future[Outcome]]]) -> None:
