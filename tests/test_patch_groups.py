@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,46 +19,21 @@ from ror.directory import ids
 from ror.fhir.patch_groups import PatchGroups
 from ror.server import create_app
 from ror.store import ResourceStore
-from ror.terminology.loader import load_nos
 from tests.search_fixtures import capacity as cap
 from tests.search_fixtures import location, org
+from tests.test_capacity_patch import AVAILABLE_F, body, nos, selector  # noqa: F401 (nos: fixture)
 
 KEY = "patch-groups-key-0123456789-abcdefghijklmn"
 FINESS = "350000741"
 NAT = "1" + FINESS
-AVAILABLE_F = {
-    "capacityType": "01",
-    "capacityStatus": "02",
-    "temporalityCapacity": "01",
-    "genderCapacityAvailable": "01",
-    "temporaryAssignement": "01",
-}
-
-
-@pytest.fixture(scope="module")
-def nos(engine: Engine, reference_dir: Path) -> None:
-    load_nos(engine, reference_dir / "nos")
-
-
-def _selector(**codes: str) -> str:
-    conds = "".join(
-        f" and extension.where(url='{url}' and valueCodeableConcept.coding[0].code='{code}')"
-        for url, code in codes.items()
-    )
-    return f"Location.extension.where(url='{ids.EXT_CAPACITY}'{conds})"
 
 
 def _body(op: str, path: str, ext: dict[str, Any]) -> bytes:
-    parts = [
-        {"name": "type", "valueString": op},
-        {"name": "path", "valueString": path},
-        {"name": "value", "part": [{"extension": [ext]}]},
-    ]
-    return orjson.dumps({"resourceType": "Parameters", "parameter": [{"name": "operation", "part": parts}]})
+    return orjson.dumps(body(op, path, ext))
 
 
 def _replace_available(nb: int) -> bytes:
-    return _body("replace", _selector(**AVAILABLE_F), cap("02", nb, gender="01"))
+    return _body("replace", selector(**AVAILABLE_F), cap("02", nb, gender="01"))
 
 
 def _available(engine: Engine) -> dict[str, int]:
@@ -68,8 +42,9 @@ def _available(engine: Engine) -> dict[str, int]:
     return {loc: nb for loc, nb in rows}
 
 
+@pytest.mark.usefixtures("nos")
 def test_concurrent_patches_of_one_feeder_are_written_together_each_answered_on_its_own(
-    store: ResourceStore, engine: Engine, nos: None
+    store: ResourceStore, engine: Engine
 ) -> None:
     eg = org("eg-" + FINESS, "CHU Pontchaillou", finess=FINESS)
     eg["identifier"].append({"system": ids.ID_NAT_STRUCT, "value": NAT})

@@ -284,19 +284,23 @@ class CapacityService:
             return [self._one(caller, r, remote_addr) for r in requests]
         return [o if o is not None else RorError("not processed") for o in out]
 
+    def patch_one(self, caller: Caller, r: PatchRequest, remote_addr: str | None = None) -> PatchResult:
+        """`patch` of one PatchRequest (its own address, else `remote_addr`)."""
+        return self.patch(
+            caller,
+            r.body,
+            location_id=r.location_id,
+            identifier=r.identifier,
+            if_match=r.if_match,
+            remote_addr=r.remote_addr or remote_addr,
+            render=r.render,
+        )
+
     def _one(self, caller: Caller, r: PatchRequest | RorError, remote_addr: str | None) -> PatchResult | RorError:
         if isinstance(r, RorError):
             return r
         try:
-            return self.patch(
-                caller,
-                r.body,
-                location_id=r.location_id,
-                identifier=r.identifier,
-                if_match=r.if_match,
-                remote_addr=r.remote_addr or remote_addr,
-                render=r.render,
-            )
+            return self.patch_one(caller, r, remote_addr)
         except RorError as exc:
             return exc
         except DBAPIError as exc:

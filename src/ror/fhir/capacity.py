@@ -11,9 +11,9 @@ from fastapi import APIRouter, Request
 from sqlalchemy import Connection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ror.access.tokens import ANONYMOUS, Caller
+from ror.access.tokens import ANONYMOUS
 from ror.capacity.patch import is_capacity_patch
-from ror.capacity.service import PatchRequest, PatchResult
+from ror.capacity.service import PatchRequest
 from ror.errors import InvalidRequest, Issue, RorError
 from ror.fhir.asgi import answer, header, replaying
 from ror.fhir.common import JSON_PATCH, http_date, media_type, services
@@ -33,19 +33,7 @@ def patch_groups(request: Request) -> PatchGroups:
     groups: PatchGroups | None = getattr(state, "patch_groups", None)
     if groups is None:
         capacity = services(request).capacity
-
-        def one(caller: Caller, r: PatchRequest) -> PatchResult:
-            return capacity.patch(
-                caller,
-                r.body,
-                location_id=r.location_id,
-                identifier=r.identifier,
-                if_match=r.if_match,
-                remote_addr=r.remote_addr,
-                render=r.render,
-            )
-
-        groups = state.patch_groups = PatchGroups(one, capacity.patch_many)
+        groups = state.patch_groups = PatchGroups(capacity.patch_one, capacity.patch_many)
     return groups
 
 
