@@ -325,8 +325,8 @@ COMMUNE_COG = "https://interop.esante.gouv.fr/ig/fhir/ror/StructureDefinition/ro
 
 
 def test_row_changes_of_one_indicator_count_are_two_groups() -> None:
-    """A capacity PATCH that changes one indicator's count replaces that indicator's count and date rows (and
-    `_lastUpdated`), not the ~30 rows of every capacity parameter."""
+    """A capacity PATCH that changes one indicator's count replaces that indicator's count and date rows — in
+    place, one row each — not the ~30 rows of every capacity parameter."""
     from pathlib import Path
 
     from ror.search.extract import extract, row_changes
@@ -344,10 +344,14 @@ def test_row_changes_of_one_indicator_count_are_two_groups() -> None:
     changed = frozenset({"extension"})
     before_rows, after_rows = extract(reg, loc, changed), extract(reg, after, changed)
     ch = row_changes(before_rows, after_rows)
-    grp = 0  # the first indicator
-    assert {name: [g for _, g in keys] for name, keys in ch.stale.items()} == {"number": [grp], "date": [grp]}
-    assert [r[3] for r in ch.rows.number] == [14.0] and len(ch.rows.date) == 1
-    assert not ch.geo and not ch.rows.token
+    grp = 0  # the first indicator: its count and date, one row each before and after, are updated in place
+    assert ch.stale == {} and ch.rows == type(ch.rows)()
+    assert {name: [(r[1], r[2]) for r in rows] for name, rows in ch.replaced.items()} == {
+        "number": [("nb-capacity", grp)],
+        "date": [("capacity-update-date", grp)],
+    }
+    assert ch.replaced["number"][0][3] == 14.0
+    assert not ch.geo
     # nothing changed: nothing to do; the geo row follows the position
     same = row_changes(before_rows, extract(reg, loc, changed))
     assert same.stale == {} and not same.geo
@@ -374,7 +378,14 @@ def test_row_changes_of_one_indicator_count_are_two_groups() -> None:
         full = row_changes(extract(reg, old, changed), extract(reg, variant, changed))
         assert update_rows(reg, old, variant, changed) == full
     assert update_rows(reg, loc, after, changed) == ch
-    assert update_rows(reg, loc, moved, changed).stale == {"token": [("commune-cog", None), ("departement", None)]}
+    commune = update_rows(reg, loc, moved, changed)
+    assert commune.stale == {} and [r[:3] for r in commune.replaced["token"]] == [
+        ("Location", "commune-cog", None),
+        ("Location", "departement", None),
+    ]
+    # a group that goes from one row to two (a second commune extension) is deleted and inserted again
+    added = update_rows(reg, loc, second, changed)
+    assert added.stale["token"] == [("commune-cog", None), ("departement", None)] and not added.replaced
 
 
 def test_changes_of_an_update_are_told_by_extension_url() -> None:

@@ -316,6 +316,9 @@ class RowChanges:
     stale: dict[str, list[GroupKey]]
     rows: IndexRows
     geo: bool
+    # per index table, the new row of each group that held exactly one row before and after: updated in place
+    # (one statement where delete + insert took two; a capacity PATCH changes two such groups)
+    replaced: dict[str, list[Row]] = field(default_factory=dict)
 
 
 def _group_key(k: GroupKey) -> tuple[str, int]:
@@ -323,9 +326,11 @@ def _group_key(k: GroupKey) -> tuple[str, int]:
 
 
 def row_changes(before: IndexRows, after: IndexRows) -> RowChanges:
-    """The difference between the index rows of two versions (both extracted for the same changed keys)."""
+    """The difference between the index rows of two versions (both extracted for the same changed keys): the
+    groups to delete and their new rows, and the groups of one row on both sides, whose row is replaced."""
     rows = IndexRows()
     stale: dict[str, list[GroupKey]] = {}
+    replaced: dict[str, list[Row]] = {}
     for name in ROW_FIELDS:
         old, new = getattr(before, name), getattr(after, name)
         if old == new:
@@ -340,13 +345,18 @@ def row_changes(before: IndexRows, after: IndexRows) -> RowChanges:
             (k for k in old_groups.keys() | new_groups.keys() if old_groups.get(k) != Counter(new_groups.get(k, ()))),
             key=_group_key,
         )
+        one = [k for k in keys if len(new_groups.get(k, ())) == 1 and old_groups.get(k, Counter()).total() == 1]
+        if one:
+            replaced[name] = [new_groups[k][0] for k in one]
+            in_place = set(one)
+            keys = [k for k in keys if k not in in_place]
         if keys:
             stale[name] = keys
             getattr(rows, name).extend(r for k in keys for r in new_groups.get(k, ()))
     geo = before.geo != after.geo
     if geo:
         rows.geo.extend(after.geo)
-    return RowChanges(stale, rows, geo)
+    return RowChanges(stale, rows, geo, replaced)
 
 
 Skip = dict[str, frozenset[int]]  # per group expression, the positions of the elements left out

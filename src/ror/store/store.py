@@ -887,7 +887,8 @@ class ResourceStore:
     def _clear_indexes(self, batch: Batch, pending: list[_Pending]) -> None:
         """Delete the index rows that the new versions replace: all of them (one statement per table and chunk
         of 900 resources for all such versions), or on an update only the groups of rows that differ (one row
-        of an executemany per group: `resource_pk, param` lead the table's index)."""
+        of an executemany per group: `resource_pk, param` lead the table's index) — a group of one row on both
+        sides is updated in place instead (`RowChanges.replaced`)."""
         whole = [p.pk for p in pending if p.pk is not None and p.changes is None]
         if whole:
             for table in _INDEX_COLS:
@@ -902,12 +903,20 @@ class ResourceStore:
                 stale.setdefault(name, []).extend((p.pk, param, -1 if grp is None else grp) for param, grp in keys)
             if p.changes.geo:
                 geo.append(p.pk)
+        replaced: dict[str, list[tuple[Any, ...]]] = {}
+        for p in pending:
+            if p.pk is not None and p.changes is not None:
+                for name, rows in p.changes.replaced.items():
+                    replaced.setdefault(name, []).extend(
+                        (*row[3:], p.pk, row[1], -1 if row[2] is None else row[2]) for row in rows
+                    )
+        where = f"resource_pk = {m} AND param = {m} AND coalesce(grp, -1) = {m}"
         for table, name in _FIELD_OF_TABLE.items():
             if stale.get(name):
-                batch.executemany(
-                    f"DELETE FROM {table.name} WHERE resource_pk = {m} AND param = {m} AND coalesce(grp, -1) = {m}",
-                    stale[name],
-                )
+                batch.executemany(f"DELETE FROM {table.name} WHERE {where}", stale[name])
+            if replaced.get(name):
+                values = ", ".join(f"{col} = {m}" for col in _INDEX_COLS[table][4:])
+                batch.executemany(f"UPDATE {table.name} SET {values} WHERE {where}", replaced[name])
         if geo:
             _delete_rows(batch, idx_geo.name, geo, ())
 
