@@ -21,9 +21,10 @@ from ror.capacity.projection import content_facts
 from ror.capacity.rules import consistency_warnings, validate_indicators
 from ror.db.tables import idx_token, resource
 from ror.directory import ids
-from ror.errors import Issue, NotFound, PreconditionFailed, RorError
+from ror.errors import Issue, NotFound, RorError
 from ror.store import ResourceStore, Stored
 from ror.store.rawsql import Batch
+from ror.store.store import check_version
 from ror.terminology.service import Terminology
 
 
@@ -233,12 +234,7 @@ class CapacityService:
 
                     def change(current: Stored) -> dict[str, Any]:
                         res, outcomes[i] = self._changed(conn, caller, current, ops[i], owners)
-                        if wanted is not None and wanted != current.version_id:
-                            raise PreconditionFailed(
-                                f"Location/{current.res_id} is at version {current.version_id}, If-Match asked "
-                                f"for {wanted}",
-                                expression="Location",
-                            )
+                        check_version("Location", current.res_id, current.version_id, wanted)
                         return res
 
                     return change
@@ -268,13 +264,17 @@ class CapacityService:
                     prepare=read_owners,
                 )
                 for (i, _), res in zip(targets, written, strict=True):
-                    out[i] = res if isinstance(res, RorError) else PatchResult(res, consistency_warnings(outcomes[i]))
-                for r, o in zip(requests, out, strict=True):
-                    if isinstance(o, PatchResult) and isinstance(r, PatchRequest) and r.render is not None:
+                    if isinstance(res, RorError):
+                        out[i] = res
+                        continue
+                    out[i] = result = PatchResult(res, consistency_warnings(outcomes[i]))
+                    r = requests[i]
+                    assert isinstance(r, PatchRequest)  # a target comes from a parsed request
+                    if r.render is not None:
                         try:
-                            o.rendered = r.render(conn, o.stored)
+                            result.rendered = r.render(conn, res)
                         except RorError as exc:
-                            o.rendered = exc
+                            result.rendered = exc
                 audit.record_many(
                     conn, [self._audit_row(caller, r, o, remote_addr) for r, o in zip(requests, out, strict=True)]
                 )

@@ -190,13 +190,9 @@ Keys = frozenset[str] | None
 
 
 def _keys(expr: str, by_extension: bool = False) -> Keys:
-    """Top-level keys an expression reads; `Resource.meta.tag` reads `meta` whatever the type. `by_extension`:
+    """Top-level keys an expression reads (`Resource.meta.tag` reads `meta` whatever the type). `by_extension`:
     the keys a change is told by (`fhirpath.top_level_keys`: an `extension('u')` read is keyed by its URL)."""
-    keys = top_level_keys(expr, by_extension)
-    if keys is None and expr.startswith("Resource.") and "|" not in expr:
-        name = expr.split(".")[1].split("(")[0].split("[")[0]
-        return frozenset({name}) if name.isidentifier() else None
-    return keys
+    return top_level_keys(expr, by_extension)
 
 
 @lru_cache(maxsize=128)

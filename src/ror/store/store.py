@@ -201,6 +201,14 @@ def parse_etag(value: str | None) -> int | None:
     return int(v)
 
 
+def check_version(res_type: str, res_id: str, version_id: int, if_match: int | None) -> None:
+    """412 when the client's If-Match names another version than the current one."""
+    if if_match is not None and if_match != version_id:
+        raise PreconditionFailed(
+            f"{res_type}/{res_id} is at version {version_id}, If-Match asked for {if_match}", expression=res_type
+        )
+
+
 class ResourceStore:
     def __init__(self, engine: Engine, registry: Registry | None = None, region_of: RegionOf | None = None):
         self.engine = engine
@@ -395,11 +403,7 @@ class ResourceStore:
                 raise NotFound(f"{res_type}/{res_id} is not known", expression=res_type)
             if cur.deleted:
                 return None
-            if if_match is not None and if_match != cur.version_id:
-                raise PreconditionFailed(
-                    f"{res_type}/{res_id} is at version {cur.version_id}, If-Match asked for {if_match}",
-                    expression=res_type,
-                )
+            check_version(res_type, res_id, cur.version_id, if_match)
             now = utcnow()
             vid = cur.version_id + 1
             marker = dumps(
@@ -570,11 +574,8 @@ class ResourceStore:
         cur = self._current(c, res_type, res_id)
         if cur is None and (must_exist or if_match is not None):
             raise NotFound(f"{res_type}/{res_id} is not known", expression=res_type)
-        if cur is not None and if_match is not None and if_match != cur.version_id:
-            raise PreconditionFailed(
-                f"{res_type}/{res_id} is at version {cur.version_id}, If-Match asked for {if_match}",
-                expression=res_type,
-            )
+        if cur is not None:
+            check_version(res_type, res_id, cur.version_id, if_match)
         return self._write_over(c, cur, res_type, res_id, res, author=author, method=method)
 
     def _write_over(
@@ -717,11 +718,7 @@ class ResourceStore:
             if cur.deleted:
                 raise Gone(f"{res_type}/{res_id} was deleted (version {cur.version_id})", expression=res_type)
             res = change(Stored(res_type, res_id, cur.version_id, cur.last_updated, False, cur.content, method))
-            if if_match is not None and if_match != cur.version_id:
-                raise PreconditionFailed(
-                    f"{res_type}/{res_id} is at version {cur.version_id}, If-Match asked for {if_match}",
-                    expression=res_type,
-                )
+            check_version(res_type, res_id, cur.version_id, if_match)
             if _resource_type(res) != res_type or res.get("id") not in (None, res_id):
                 raise InvalidRequest(f"the change must keep {res_type}/{res_id}", expression=f"{res_type}.id")
             return self._write_over(c, cur, res_type, res_id, res, author=author, method=method, also=also)[0]
