@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import pytest
 from sqlalchemy import select
@@ -319,6 +321,44 @@ def test_bulk_load_rebuilds_indexes_and_foreign_keys_and_a_migration_repairs_an_
     assert _bulk_structures(store) != before
     migrate.upgrade(store.engine)
     assert _bulk_structures(store) == before
+
+
+def test_bulk_write_tx_skips_foreign_key_checks_only_inside_a_sqlite_bulk_load(store: ResourceStore) -> None:
+    """An importer's batches (`bulk_write_tx`) in a SQLite bulk load run without the per-row foreign-key probe;
+    the connection has them back afterwards, and outside a bulk load (or on PostgreSQL, whose foreign keys the
+    load drops and validates) it is a plain write transaction."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import IntegrityError
+
+    sqlite = store.engine.dialect.name == "sqlite"
+    dangling = text("INSERT INTO idx_token (resource_pk, res_type, param) VALUES (-1, 'Organization', 'x')")
+
+    def checks(c: Any) -> int | None:
+        return c.exec_driver_sql("PRAGMA foreign_keys").scalar() if sqlite else None
+
+    with store.bulk_write_tx() as c:  # not in a bulk load: checked
+        assert checks(c) in (1, None)
+        with pytest.raises(IntegrityError), c.begin_nested():
+            c.execute(dangling)
+    with store.bulk_load() as bulk:
+        assert bulk
+        with store.bulk_write_tx() as c:
+            assert checks(c) in (0, None)
+            store.bulk_upsert(prepared=store.prepare_new([dict(ORG, id="org-fk")]), conn=c)
+            raw = c.connection.driver_connection
+        if sqlite:  # the connection, back in the pool, has its checks again
+            assert raw.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    assert store.read("Organization", "org-fk").version_id == 1
+
+
+def test_prepared_versions_pickle_as_plain_values(store: ResourceStore) -> None:
+    """A producer process sends prepared versions pickled (`_Pending.__reduce__`): they come back equal, index
+    rows included."""
+    import pickle
+
+    (p,) = store.prepare_new([dict(ORG, id="org-pickled")])
+    q = pickle.loads(pickle.dumps(p, protocol=pickle.HIGHEST_PROTOCOL))
+    assert q == p and q.rows.token and q.rows == p.rows
 
 
 COMMUNE_COG = "https://interop.esante.gouv.fr/ig/fhir/ror/StructureDefinition/ror-commune-cog"

@@ -814,7 +814,7 @@ class _Importer:
     def flush(self) -> None:
         if not self.eg:
             return
-        with self.store.write_tx() as conn:
+        with self.store.bulk_write_tx() as conn:
             self.report.ej.add(self.store.bulk_upsert(self.ej, author=AUTHOR, conn=conn))
             self.report.eg.add(self.store.bulk_upsert(self.eg, author=AUTHOR, conn=conn))
             self.report.locations.add(self.store.bulk_upsert(self.locations, author=AUTHOR, conn=conn))
@@ -829,7 +829,7 @@ class _Importer:
 
     def flush_prepared(self, ej: list[PreparedVersion], eg: list[PreparedVersion], loc: list[PreparedVersion]) -> None:
         """Write one batch of the producer (writer process), one transaction as `flush`."""
-        with self.store.write_tx() as conn:
+        with self.store.bulk_write_tx() as conn:
             self.report.ej.add(self.store.bulk_upsert(prepared=ej, author=AUTHOR, conn=conn))
             self.report.eg.add(self.store.bulk_upsert(prepared=eg, author=AUTHOR, conn=conn))
             self.report.locations.add(self.store.bulk_upsert(prepared=loc, author=AUTHOR, conn=conn))
