@@ -184,6 +184,31 @@ def test_errors(http, store: ResourceStore, engine: Engine) -> None:
     assert r.status_code == 412 and r.json()["issue"][0]["code"] == "multiple-matches"
 
 
+def test_a_stored_indicator_with_a_deprecated_code_does_not_block_the_others(http, store: ResourceStore) -> None:
+    """R332 03 Indifférencié is refused on write and tolerated in stored data: a Location that still carries an
+    indicator with it (stored before the code was deprecated) takes a feeder's PATCH of another indicator; an
+    indicator the PATCH sends with the code is refused."""
+    client, h = http
+    loc = store.read("Location", "loc-rea").resource()
+    loc["extension"].append(cap("04", 1, gender="03"))  # an old indicator (status 04 has no gender: also old)
+    store.update("Location", "loc-rea", loc)
+    path = selector(**AVAILABLE_F) + ".extension.where(url='nbCapacity')"
+    r = client.patch("/fhir/Location/loc-rea", json=body("replace", path, nb=7), headers=h)
+    assert r.status_code == 200, r.text
+    stored = client.get("/fhir/Location/loc-rea", headers=h).json()
+    genders = [
+        s["valueCodeableConcept"]["coding"][0]["code"]
+        for e in stored["extension"]
+        if e["url"] == ids.EXT_CAPACITY
+        for s in e["extension"]
+        if s["url"] == "genderCapacityAvailable"
+    ]
+    assert sorted(genders) == ["01", "03"]  # kept as stored
+    old = selector(capacityStatus="04", genderCapacityAvailable="03")
+    r = client.patch("/fhir/Location/loc-rea", json=body("replace", old, cap("04", 2, gender="03")), headers=h)
+    assert r.status_code == 400 and "deprecated" in r.text, r.text
+
+
 def test_full_replace_and_warnings(http) -> None:
     client, h = http
     full = {

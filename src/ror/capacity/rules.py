@@ -57,14 +57,24 @@ def check_combination(ind: Indicator) -> Combination:
 Validate = Callable[[str, str, str], object]  # (value set, system, code) → raises on an invalid code
 
 
-def validate_indicators(indicators: Sequence[Indicator], validate_code: Validate | None) -> None:
+def validate_indicators(
+    indicators: Sequence[Indicator], validate_code: Validate | None, kept: Sequence[Indicator] = ()
+) -> None:
     """Raise BusinessRuleError (one issue per problem) when a code is outside its current value set, a
-    combination is invalid, or two indicators share a key."""
+    combination is invalid, or two indicators share a key.
+
+    `kept`: the stored indicators a patch started from. Those it carries over untouched (the same objects) are
+    stored data — tolerated with a code deprecated since, e.g. R332 03 — so only the indicators the write adds
+    or changes are checked for codes and combinations (a feeder updating its available beds is not refused for
+    an old indicator it did not send; a capacity PATCH also validates one indicator instead of all of them);
+    the duplicate-key rule covers them all."""
+    untouched = {id(ind) for ind in kept}
     issues: list[Issue] = []
     seen: dict[tuple[str, ...], int] = {}
     for i, ind in enumerate(indicators):
         path = f"Location.extension.where(url='ror-location-supported-capacity')[{i}]"
-        if validate_code is not None:
+        checked = id(ind) not in untouched
+        if checked and validate_code is not None:
             for url, (attr, system, vs) in CODED.items():
                 code = getattr(ind, attr)
                 if code:
@@ -72,8 +82,8 @@ def validate_indicators(indicators: Sequence[Indicator], validate_code: Validate
                         validate_code(vs, system, code)
                     except RorError as exc:
                         issues.append(Issue("error", "business-rule", f"{url}: {exc.diagnostics}", [path]))
-        combo = check_combination(ind)
-        if not combo.ok:
+        combo = check_combination(ind) if checked else None
+        if combo is not None and not combo.ok:
             issues.append(
                 Issue(
                     "error",

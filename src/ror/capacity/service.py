@@ -138,8 +138,9 @@ class CapacityService:
         res = current.resource()
         require_write(conn, caller, res, owners)
         known = content_facts(current.content).strict  # parsed once per content (memo), in order
-        new = fhirpatch.apply(list(known) if known is not None else indicators_of(res), ops)
-        validate_indicators(new, self._validate_code if self.terminology else None)
+        before = list(known) if known is not None else indicators_of(res)
+        new = fhirpatch.apply(before, ops)
+        validate_indicators(new, self._validate_code if self.terminology else None, kept=before)
         others = [e for e in res.get("extension") or [] if e.get("url") != CAPACITY_URL]
         res["extension"] = others + [i.to_extension() for i in new]
         return res, new
