@@ -205,6 +205,57 @@ def test_string_starts_with_is_an_exact_prefix_range(store: ResourceStore) -> No
     assert names_for("zz") == []
 
 
+def _typed(system: str, value: str, type_code: str) -> dict[str, object]:
+    return {"system": system, "value": value, "type": {"coding": [{"system": ids.TRE_G07, "code": type_code}]}}
+
+
+def test_identifier_of_type_and_its_rows_before_and_after_migration_0013(store: ResourceStore) -> None:
+    """`identifier:of-type=system|code|value` matches the identifier with that value whose type has that code,
+    not another identifier of the resource; its index row is found by the value (migration 0013: value in
+    `code`, type in `text`). The migration turns rows of the old layout into the new one and back."""
+    from alembic import command
+    from sqlalchemy import select
+
+    from ror.db import migrate
+    from ror.db.tables import idx_token
+
+    org = {
+        "resourceType": "Organization",
+        "id": "org-typed",
+        "identifier": [_typed(ids.ID_NAT_STRUCT, "1350000741", "40"), _typed(ids.FINESS, "350000741", "1")],
+    }
+    store.update("Organization", "org-typed", org)
+    store.update("Organization", "org-other", {"resourceType": "Organization", "id": "org-other", "name": "x"})
+    parser = QueryParser(default_registry(), make_system_resolver(lookup), CENTROIDS.get)
+    engine = SearchEngine(store.engine)
+
+    def found(value: str) -> list[str]:
+        return ids_of(engine.search(parser.parse("Organization", [("identifier:of-type", value)])))
+
+    def rows() -> set[tuple[str | None, str | None, str | None]]:
+        t = idx_token
+        q = select(t.c.system, t.c.code, t.c.text).where(t.c.param == "identifier:of-type")
+        with store.engine.connect() as c:
+            return {tuple(r) for r in c.execute(q)}  # type: ignore[misc]
+
+    new = {(ids.TRE_G07, "1350000741", "40"), (ids.TRE_G07, "350000741", "1")}
+    assert rows() == new
+    assert found(f"{ids.TRE_G07}|40|1350000741") == ["org-typed"]
+    assert found("|1|350000741") == ["org-typed"]
+    assert found(f"{ids.TRE_G07}|1|1350000741") == []  # the value of the other type
+    assert found(f"{ids.TRE_G07}|40|350000741") == []
+    cfg = migrate.alembic_config()
+    try:
+        with store.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0012")
+        assert rows() == {(system, text, code) for system, code, text in new}
+    finally:
+        migrate.upgrade(store.engine)
+    assert rows() == new
+    assert found(f"{ids.TRE_G07}|40|1350000741") == ["org-typed"]
+
+
 def test_cached_plan_reads_the_database_every_time(store: ResourceStore) -> None:
     """The engine keeps each query's statements, never its answers: a write is seen by the next search of the same
     query (matches, total and includes), and a deletion too."""

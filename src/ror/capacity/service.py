@@ -22,6 +22,7 @@ from ror.capacity.rules import consistency_warnings, validate_indicators
 from ror.db.tables import idx_token, resource
 from ror.directory import ids
 from ror.errors import Issue, NotFound, RorError
+from ror.search.extract import CODE_MAX
 from ror.store import ResourceStore, Stored
 from ror.store.rawsql import Batch
 from ror.store.store import check_version
@@ -64,9 +65,9 @@ def _locations_by_external_id(conn: Connection, value: str) -> list[str]:
         .select_from(t.join(resource, resource.c.pk == t.c.resource_pk))
         .where(
             t.c.res_type == "Location",
-            t.c.param == "identifier:of-type",
-            t.c.code == "26",
-            t.c.text == value,
+            t.c.param == "identifier:of-type",  # the value in `code` (indexed), the type in `text`
+            t.c.code == value[:CODE_MAX],
+            t.c.text == "26",
             resource.c.deleted.is_(False),
         )
     ).scalars()

@@ -23,6 +23,7 @@ from ror.search.normalise import date_range, norm_text
 from ror.search.registry import Registry, SearchParam
 
 TEXT_MAX = 500
+CODE_MAX = 255  # idx_token.code (String(255))
 
 
 def departement_of_commune(code: str) -> str:
@@ -136,8 +137,10 @@ def _add_token(rows: IndexRows, res_type: str, p: SearchParam, value: Any, grp: 
     for system, token_code, text in _tokens(value):
         append((res_type, code, grp, system, token_code, norm_text(text)[:TEXT_MAX] if text else None))
     if code == "identifier" and type(value) is dict and value.get("type") and value.get("value"):
-        for system, type_code, _ in _tokens(value["type"]):  # for identifier:of-type
-            append((res_type, "identifier:of-type", grp, system, type_code, value["value"]))
+        # identifier:of-type: the value in `code` (indexed: a unit is found by its idExterneSynchro in one probe),
+        # the type's code in `text` and its system in `system` (migration 0013)
+        for system, type_code, _ in _tokens(value["type"]):
+            append((res_type, "identifier:of-type", grp, system, str(value["value"])[:CODE_MAX], type_code))
 
 
 def _add_string(rows: IndexRows, res_type: str, p: SearchParam, value: Any, grp: int | None) -> None:

@@ -25,6 +25,7 @@ from ror.db.tables import (
 from ror.directory import ids
 from ror.errors import InvalidRequest
 from ror.search.aliases import alias
+from ror.search.extract import CODE_MAX
 from ror.search.geo import bounding_box, distance_sql
 from ror.search.normalise import date_range, norm_text, utcnow
 from ror.search.query import BoolNode, Chain, Criterion, Has, Node, Value
@@ -195,10 +196,10 @@ class Compiler:
     def _token(self, c: Criterion, v: Value, t: FromClause) -> ColumnElement[bool]:
         if c.modifier == "text":
             return t.c.text.like(f"%{_like_escape(norm_text(v.raw))}%", escape="\\")
-        if c.modifier == "of-type":
+        if c.modifier == "of-type":  # the row: value in `code`, type code in `text` (search.extract)
             return and_(
-                t.c.code == v.code,
-                t.c.text == v.raw,
+                t.c.code == v.raw[:CODE_MAX],
+                t.c.text == v.code,
                 *([t.c.system == v.system] if v.system else []),
             )
         conds = []
