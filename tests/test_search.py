@@ -256,6 +256,78 @@ def test_identifier_of_type_and_its_rows_before_and_after_migration_0013(store: 
     assert found(f"{ids.TRE_G07}|40|1350000741") == ["org-typed"]
 
 
+def test_address_matches_every_part_with_city_and_postal_code_stored_once(store: ResourceStore) -> None:
+    """`address` matches any string part of an address (line, city, district, state, postal code, country,
+    text) with every string modifier, while its own index rows leave the city and the postal code to the
+    `address-city` / `address-postalcode` rows (search.registry `includes`; migration 0014 turns rows of the
+    old layout into the new one and back)."""
+    from alembic import command
+    from sqlalchemy import select
+
+    from ror.db import migrate
+    from ror.db.tables import idx_string
+
+    address = {
+        "line": ["2 RUE HENRI LE GUILLOUX"],
+        "city": "RENNES",
+        "district": "Villejean",
+        "postalCode": "35033",
+        "country": "France",
+    }
+    for rid, extra in (("org-a", {"address": [address]}), ("org-b", {"address": [{"city": "BREST"}]}), ("org-c", {})):
+        store.update("Organization", rid, {"resourceType": "Organization", "id": rid, "name": rid, **extra})
+    parser = QueryParser(default_registry(), make_system_resolver(lookup), CENTROIDS.get)
+    engine = SearchEngine(store.engine)
+
+    def found(param: str, value: str) -> list[str]:
+        return ids_of(engine.search(parser.parse("Organization", [(param, value)])))
+
+    def check() -> None:
+        assert found("address", "2 rue henri") == ["org-a"]  # line
+        assert found("address", "renn") == ["org-a"]  # city
+        assert found("address", "350") == ["org-a"]  # postal code
+        assert found("address", "villej") == ["org-a"]  # district
+        assert found("address", "fran") == ["org-a"]  # country
+        assert found("address", "bre,rennes") == ["org-a", "org-b"]
+        assert found("address:exact", "RENNES") == ["org-a"] and found("address:exact", "rennes") == []
+        assert found("address:contains", "guill") == ["org-a"]
+        assert found("address:missing", "true") == ["org-c"]
+        assert found("address:missing", "false") == ["org-a", "org-b"]
+        assert found("address-city", "renn") == ["org-a"] and found("address-city", "2 rue") == []
+
+    def own_rows() -> list[str]:
+        t = idx_string
+        with store.engine.connect() as c:
+            q = select(t.c.exact).where(t.c.param == "address", t.c.res_type == "Organization").order_by(t.c.exact)
+            return list(c.execute(q).scalars())
+
+    check()
+    assert own_rows() == ["2 RUE HENRI LE GUILLOUX", "France", "Villejean"]
+    cfg = migrate.alembic_config()
+    try:
+        with store.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0013")
+        assert own_rows() == ["2 RUE HENRI LE GUILLOUX", "35033", "BREST", "France", "RENNES", "Villejean"]
+        check()
+    finally:
+        migrate.upgrade(store.engine)
+    assert own_rows() == ["2 RUE HENRI LE GUILLOUX", "France", "Villejean"]
+    check()
+
+
+def test_a_parameter_can_only_include_parameters_of_its_type() -> None:
+    from ror.search.registry import Registry, SearchParam
+
+    city = SearchParam("address-city", ("Location",), "string", "Location.address.city", "u1")
+    status = SearchParam("status", ("Location",), "token", "Location.status", "u2")
+    address = SearchParam("address", ("Location",), "string", "Location.address.line", "u3", includes=("status",))
+    with pytest.raises(ValueError, match="includes status"):
+        Registry([city, status, address])
+    ok = SearchParam("address", ("Location",), "string", "Location.address.line", "u3", includes=("address-city",))
+    assert Registry([city, status, ok]).get("Location", "address").row_params == ("address", "address-city")  # type: ignore[union-attr]
+
+
 def test_cached_plan_reads_the_database_every_time(store: ResourceStore) -> None:
     """The engine keeps each query's statements, never its answers: a write is seen by the next search of the same
     query (matches, total and includes), and a deletion too."""

@@ -214,7 +214,11 @@ class SearchEngine:
         agg = func.max if key.descending else func.min
         sub = (
             select(agg(t.c[col]))
-            .where(t.c.resource_pk == outer.c.pk, t.c.res_type == q.res_type, t.c.param == p.code)
+            .where(
+                t.c.resource_pk == outer.c.pk,
+                t.c.res_type == q.res_type,
+                t.c.param == p.code if not p.includes else t.c.param.in_(p.row_params),
+            )
             .scalar_subquery()
         )
         return self._nullable(sub, key.descending, kind)

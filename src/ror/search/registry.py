@@ -26,6 +26,14 @@ class SearchParam:
     target: tuple[str, ...] = ()
     description: str = ""
     transform: str | None = None  # a named function applied to extracted token codes (see extract.TRANSFORMS)
+    # parameters of the same resource whose index rows are also values of this one, not stored twice: `address`
+    # reads `address-city` and `address-postalcode` rows besides its own (line, text, district, state, country)
+    includes: tuple[str, ...] = ()
+
+    @property
+    def row_params(self) -> tuple[str, ...]:
+        """The `param` values of the index rows a criterion on this parameter reads."""
+        return (self.code, *self.includes)
 
 
 class Registry:
@@ -46,6 +54,12 @@ class Registry:
                     raise ValueError(f"SearchParameter {p.code}: unknown transform {p.transform}")
             for base in p.base:
                 self._by_type.setdefault(base, {})[p.code] = p
+        for p in params:
+            for base in p.base:
+                for name in p.includes:
+                    other = self._by_type[base].get(name)
+                    if other is None or other.type != p.type or other.group != p.group:
+                        raise ValueError(f"SearchParameter {p.code}: includes {name}, not a {p.type} of {base}")
 
     def for_type(self, res_type: str) -> dict[str, SearchParam]:
         return self._by_type.get(res_type, {})
@@ -71,6 +85,7 @@ def load_registry(path: Path = PARAMETERS_FILE) -> Registry:
             target=tuple(d.get("target", ())),
             description=d.get("description", ""),
             transform=d.get("transform"),
+            includes=tuple(d.get("includes", ())),
         )
         for d in data["parameters"]
     ]

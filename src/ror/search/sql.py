@@ -60,6 +60,15 @@ def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def _param_is(table: FromClause, c: Criterion) -> ColumnElement[bool]:
+    """The index rows of criterion `c`: its parameter's, and those of the parameters it includes (`address`
+    reads the `address-city` and `address-postalcode` rows, search.registry)."""
+    if c.modifier == "of-type":
+        return table.c.param == "identifier:of-type"
+    names = c.param.row_params if c.param is not None else (c.name,)
+    return table.c.param == names[0] if len(names) == 1 else table.c.param.in_(names)
+
+
 class Compiler:
     def __init__(self, sqlite: bool) -> None:
         self.sqlite = sqlite
@@ -148,9 +157,8 @@ class Compiler:
         if c.param is not None and c.param.group:
             return None
         table = alias(TABLES[c.type])
-        param_name = "identifier:of-type" if c.modifier == "of-type" else c.name
         value_cond = or_(*[self._value_cond(c, v, table) for v in c.values])
-        return select(table.c.resource_pk).where(table.c.res_type == res_type, table.c.param == param_name, value_cond)
+        return select(table.c.resource_pk).where(table.c.res_type == res_type, _param_is(table, c), value_cond)
 
     # -- criteria ----------------------------------------------------------------------------------------------
     def _criterion(self, c: Criterion, outer: FromClause, res_type: str) -> ColumnElement[bool]:
@@ -162,8 +170,7 @@ class Compiler:
         if c.name == "near":
             return self._near(c, outer)
         table = alias(TABLES[c.type])
-        param_name = "identifier:of-type" if c.modifier == "of-type" else c.name
-        base = and_(table.c.res_type == res_type, table.c.param == param_name)
+        base = and_(table.c.res_type == res_type, _param_is(table, c))
         # `pk IN (uncorrelated sub-select)`: the database computes the matching set once (index scan) and probes
         # it per candidate — robust on both engines, where a correlated EXISTS can degrade to O(n²) on SQLite.
         if c.modifier == "missing":
