@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from sqlalchemy import Engine, delete, func, select, update
 from ror.access.people import ROLES as ROLES_INFO
 from ror.access.people import PersonRegistry
 from ror.access.policy import Profile
+from ror.capacity.model import indicators_of
 from ror.capacity.timeseries import capacity_series
 from ror.db.tables import audit_event, capacity, capacity_event, person, resource, web_session
 from ror.directory import ids
@@ -469,6 +471,61 @@ def test_saving_an_establishment_updates_projection_and_events(app_client: TestC
         assert audited == 1
     page = app_client.get(r.headers["location"]).text
     assert "1 unité(s) enregistrée(s)" in page and "2 lits en nettoyage" in page
+
+
+def test_stored_indicators_the_form_does_not_offer_are_kept_and_a_broken_unit_is_named(
+    app_client: TestClient, services: Services
+) -> None:
+    """An availability by gender R332 03 (deprecated since 2025-08-28, tolerated in stored data) is not a field
+    of the form and is kept as stored when its unit is saved. A stored indicator the form re-stamps that breaks
+    a rule (here an occupancy with a gender) names its unit next to the row (400, nothing written, the typed
+    values kept); the other units are saved when that one is left unchanged."""
+    login(app_client, "cadre@test.fr")
+    _, fields = _entry_form(app_client)
+    loc = f"loc-{FINESS}-rea-adu"
+    others = sorted({k[2:].rsplit("-", 1)[0] for k in fields if k.startswith("a-")} - {loc})
+    old, broken = others[0], others[1]
+    originals = {lid: services.store.read("Location", lid).resource() for lid in (old, broken)}
+    try:
+        _keep_and_name(app_client, services, loc, old, broken)
+    finally:  # the module's other tests confirm every unit
+        for lid, content in originals.items():
+            services.store.update("Location", lid, content)
+
+
+def _keep_and_name(app_client: TestClient, services: Services, loc: str, old: str, broken: str) -> None:
+    res = services.store.read("Location", old).resource()
+    ind = next(i for i in indicators_of(res) if i.status == "02")
+    res["extension"].append(replace(ind, gender="03", nb=1).to_extension())
+    services.store.update("Location", old, res)
+    res = services.store.read("Location", broken).resource()
+    caps = res["extension"]
+    occupied = next(i for i in indicators_of(res) if i.status == "03")
+    idx = next(n for n, e in enumerate(caps) if e.get("url") == ids.EXT_CAPACITY and ind_of(e) == occupied)
+    caps[idx] = replace(occupied, gender="01").to_extension()
+    services.store.update("Location", broken, res)
+
+    csrf, fields = _entry_form(app_client)
+    assert f"a-{old}-03" not in fields and f"a-{old}-04" in fields
+    mine = sorted(k for k in fields if k.startswith(f"a-{loc}-"))[0]
+    data = {**fields, mine: "8", f"a-{old}-04": "5", f"o-{broken}": "1", "csrf": csrf, "action": "save"}
+    r = app_client.post(f"/etablissements/{FINESS}/disponibilites", data=data)
+    assert r.status_code == 400 and "Cette unité ne peut pas être enregistrée" in r.text, r.text[-3000:]
+    assert 'value="8"' in r.text
+    with services.engine.connect() as c:
+        assert c.execute(select(capacity.c.nb).where(capacity.c.location_id == loc, capacity.c.nb == 8)).first() is None
+    data[f"o-{broken}"] = fields[f"o-{broken}"]  # left unchanged: the others go through
+    r = app_client.post(f"/etablissements/{FINESS}/disponibilites", data=data, follow_redirects=False)
+    assert r.status_code == 303 and "enregistre=2" in r.headers["location"], r.text[-3000:]
+    kept = [i for i in indicators_of(services.store.read("Location", old).resource()) if i.status == "02"]
+    assert {(i.gender, i.nb, i.update_date) for i in kept} >= {("03", 1, ind.update_date)}
+    assert any(i.gender == "04" and i.nb == 5 for i in kept)
+
+
+def ind_of(ext: dict[str, Any]) -> Any:
+    from ror.capacity.model import parse_indicator
+
+    return parse_indicator(ext, "test")
 
 
 def test_confirm_all_restamps_and_errors_come_back_next_to_the_field(

@@ -17,7 +17,7 @@ from ror.access import audit
 from ror.access.rights import require_write
 from ror.access.tokens import Caller
 from ror.capacity.model import CAPACITY_URL, Indicator, indicators_of
-from ror.capacity.rules import consistency_warnings, validate_indicators
+from ror.capacity.rules import BusinessRuleError, consistency_warnings, validate_indicators
 from ror.db.tables import idx_reference, resource
 from ror.directory import ids
 from ror.errors import RorError
@@ -173,12 +173,13 @@ def _apply(
     unit: UnitState, inds: list[Indicator], available: dict[str, int], occupied: int | None, note: str | None, at: str
 ) -> list[Indicator]:
     """The Location's new indicators: the row's current availability and occupancy set (or re-stamped) at `at`,
-    source 01; the other indicators unchanged."""
+    source 01; the other indicators unchanged — also an availability by a gender the form does not offer (R332 03,
+    deprecated: stored data, left as it is)."""
     out: list[Indicator] = []
     seen_gender: set[str] = set()
     seen_occupied = False
     for ind in inds:
-        if _is_current(ind) and ind.status == AVAILABLE:
+        if _is_current(ind) and ind.status == AVAILABLE and (ind.gender or "04") in GENDER_LABELS:
             g = ind.gender or "04"
             seen_gender.add(g)
             nb = available.get(g, ind.nb)
@@ -225,9 +226,10 @@ def save_establishment(
     now: datetime | None = None,
     remote_addr: str | None = None,
 ) -> EntryResult:
-    """Save the rows of one establishment in one transaction. Raises EntryRejected (nothing written) when a number
-    is invalid or a row was changed by someone else meanwhile; Forbidden/Unauthorized (rights.py) when the caller
-    may not write the establishment."""
+    """Save the rows of one establishment in one transaction. Raises EntryRejected (nothing written, a message
+    per unit) when a number is invalid, a row was changed by someone else meanwhile or a stored indicator the row
+    re-stamps breaks a rule (that unit is named; the others can be saved without it); Forbidden/Unauthorized
+    (rights.py) when the caller may not write the establishment."""
     at = _stamp(now or datetime.now(UTC))
     result = EntryResult()
     store = services.store
@@ -247,13 +249,22 @@ def save_establishment(
                 if unit is None:
                     result.errors[loc_id] = {"row": "Cette unité ne déclare pas de capacité installée."}
                     continue
-                planned_row = _plan_row(unit, res, change, result, at)
-                if planned_row is not None:
-                    planned.append((loc_id, version, res, planned_row))
+                stored = indicators_of(res)
+                planned_row = _plan_row(unit, stored, change, result, at)
+                if planned_row is None:
+                    continue
+                try:  # the indicators the row sets; those it leaves as stored are not checked again
+                    validate_indicators(planned_row, validate, kept=stored)
+                except BusinessRuleError as exc:  # a stored indicator the row re-stamps breaks a rule
+                    result.errors[loc_id] = {
+                        "row": f"Cette unité ne peut pas être enregistrée ({exc.diagnostics}) : laissez-la "
+                        "inchangée pour enregistrer les autres, et signalez-la à l'administrateur du ROR."
+                    }
+                    continue
+                planned.append((loc_id, version, res, planned_row))
             if result.errors:
                 raise EntryRejected(result)
             for loc_id, version, res, new in planned:
-                validate_indicators(new, validate)
                 others = [e for e in res.get("extension") or [] if e.get("url") != CAPACITY_URL]
                 res["extension"] = others + [i.to_extension() for i in new]
                 stored, _ = store.update(
@@ -288,7 +299,7 @@ def save_establishment(
 
 
 def _plan_row(
-    unit: UnitState, res: dict[str, Any], change: RowChange, result: EntryResult, at: str
+    unit: UnitState, stored: list[Indicator], change: RowChange, result: EntryResult, at: str
 ) -> list[Indicator] | None:
     """The new indicators of one row, or None when nothing is to be written (errors go to `result`)."""
     loc_id = unit.location_id
@@ -320,7 +331,7 @@ def _plan_row(
         return None
     if not changed:
         result.confirmed.append(loc_id)
-    new = _apply(unit, indicators_of(res), available, occupied, note if note is not None else unit.note, at)
+    new = _apply(unit, stored, available, occupied, note if note is not None else unit.note, at)
     warnings = _warnings(unit, new)
     if warnings:
         result.warnings[loc_id] = warnings
