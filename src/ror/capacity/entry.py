@@ -249,12 +249,12 @@ def save_establishment(
                 if unit is None:
                     result.errors[loc_id] = {"row": "Cette unité ne déclare pas de capacité installée."}
                     continue
-                stored = indicators_of(res)
-                planned_row = _plan_row(unit, stored, change, result, at)
+                before = indicators_of(res)
+                planned_row = _plan_row(unit, before, change, result, at)
                 if planned_row is None:
                     continue
                 try:  # the indicators the row sets; those it leaves as stored are not checked again
-                    validate_indicators(planned_row, validate, kept=stored)
+                    validate_indicators(planned_row, validate, kept=before)
                 except BusinessRuleError as exc:  # a stored indicator the row re-stamps breaks a rule
                     result.errors[loc_id] = {
                         "row": f"Cette unité ne peut pas être enregistrée ({exc.diagnostics}) : laissez-la "

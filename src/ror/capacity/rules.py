@@ -82,8 +82,7 @@ def validate_indicators(
                         validate_code(vs, system, code)
                     except RorError as exc:
                         issues.append(Issue("error", "business-rule", f"{url}: {exc.diagnostics}", [path]))
-        combo = check_combination(ind) if checked else None
-        if combo is not None and not combo.ok:
+        if checked and not (combo := check_combination(ind)).ok:
             issues.append(
                 Issue(
                     "error",

@@ -42,7 +42,7 @@ from ror.memo import Lru
 from ror.search.aliases import alias, statement_scope
 from ror.search.geo import distance_sql
 from ror.search.query import Chain, Criterion, Has, Include, Node, SearchQuery, SortKey
-from ror.search.sql import Compiler
+from ror.search.sql import Compiler, param_rows
 from ror.store.rawsql import fetch_all
 
 MAX_INCLUDE_ROUNDS = 4
@@ -214,11 +214,7 @@ class SearchEngine:
         agg = func.max if key.descending else func.min
         sub = (
             select(agg(t.c[col]))
-            .where(
-                t.c.resource_pk == outer.c.pk,
-                t.c.res_type == q.res_type,
-                t.c.param == p.code if not p.includes else t.c.param.in_(p.row_params),
-            )
+            .where(t.c.resource_pk == outer.c.pk, t.c.res_type == q.res_type, param_rows(t, p))
             .scalar_subquery()
         )
         return self._nullable(sub, key.descending, kind)

@@ -29,6 +29,7 @@ from ror.search.extract import CODE_MAX
 from ror.search.geo import bounding_box, distance_sql
 from ror.search.normalise import date_range, norm_text, utcnow
 from ror.search.query import BoolNode, Chain, Criterion, Has, Node, Value
+from ror.search.registry import SearchParam
 
 # capacity search parameter → (column of the capacity projection, its code system)
 CAPACITY_COLUMNS: dict[str, tuple[str, str | None]] = {
@@ -60,13 +61,17 @@ def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def param_rows(table: FromClause, p: SearchParam) -> ColumnElement[bool]:
+    """The index rows of parameter `p`: its own, and those of the parameters it includes (`address` reads the
+    `address-city` and `address-postalcode` rows, search.registry)."""
+    return table.c.param == p.code if not p.includes else table.c.param.in_(p.row_params)
+
+
 def _param_is(table: FromClause, c: Criterion) -> ColumnElement[bool]:
-    """The index rows of criterion `c`: its parameter's, and those of the parameters it includes (`address`
-    reads the `address-city` and `address-postalcode` rows, search.registry)."""
+    """The index rows of criterion `c` (`:of-type` has rows of its own, search.extract)."""
     if c.modifier == "of-type":
         return table.c.param == "identifier:of-type"
-    names = c.param.row_params if c.param is not None else (c.name,)
-    return table.c.param == names[0] if len(names) == 1 else table.c.param.in_(names)
+    return param_rows(table, c.param) if c.param is not None else table.c.param == c.name
 
 
 class Compiler:
