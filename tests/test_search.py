@@ -314,6 +314,14 @@ def test_address_matches_every_part_with_city_and_postal_code_stored_once(store:
         migrate.upgrade(store.engine)
     assert own_rows() == ["2 RUE HENRI LE GUILLOUX", "France", "Villejean"]
     check()
+    # a sort reads the included rows too: org-d's only part is a postal code, before org-a's "2 rue…"
+    store.update(
+        "Organization",
+        "org-d",
+        {"resourceType": "Organization", "id": "org-d", "name": "org-d", "address": [{"postalCode": "00100"}]},
+    )
+    order = engine.search(parser.parse("Organization", [("_sort", "address"), ("name", "org-a,org-d")]))
+    assert [m.res_id for m in order.matches] == ["org-d", "org-a"]
 
 
 def test_a_parameter_can_only_include_parameters_of_its_type() -> None:
