@@ -328,12 +328,12 @@ def cs1100507(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("parallel", [False, True], ids=["one-process", "producer-process"])
+@pytest.mark.parametrize("parallel", [False, True], ids=["one-process", "two-processes"])
 def test_etalab_cs1100507_with_geolocation(
     importer_store: ResourceStore, geography: Geography, cs1100507: Path, parallel: bool
 ) -> None:
-    """Both ways of importing (`parallel`: a producer process reads and prepares, this one writes) give the
-    same resources and the same report."""
+    """Both ways of importing (`parallel`: two processes, each writing every other line) give the same
+    resources and the same report."""
     report = import_finess(importer_store, cs1100507, geography=geography, batch_size=2, parallel=parallel)
     assert report.processes == (2 if parallel else 1)
     assert (report.format, report.extraction_date, report.rows_read, report.geolocations) == (
@@ -343,9 +343,9 @@ def test_etalab_cs1100507_with_geolocation(
         3,
     )
     assert (report.eg.created, report.ej.created, report.locations.created) == (4, 4, 4)
-    assert [line for line, _ in report.errors] == [10, 5]  # geolocations are read first
-    assert "expected 32 fields, got 4" in report.errors[1][1]
-    assert "coordxet is not a number" in report.errors[0][1]
+    assert [line for line, _ in report.errors] == [5, 10]  # in file order (the geolocations are read first)
+    assert "expected 32 fields, got 4" in report.errors[0][1]
+    assert "coordxet is not a number" in report.errors[1][1]
     engine = importer_store.engine
     for et, (lat, lon), region in (
         ("350000741", RENNES, "53"),
@@ -389,7 +389,7 @@ FLAT_HEADER = (
 )
 
 
-@pytest.mark.parametrize("parallel", [False, True], ids=["one-process", "producer-process"])
+@pytest.mark.parametrize("parallel", [False, True], ids=["one-process", "two-processes"])
 def test_flat_malformed_lines_and_unknown_commune(
     importer_store: ResourceStore, geography: Geography, tmp_path: Path, parallel: bool
 ) -> None:
@@ -424,11 +424,66 @@ def test_flat_malformed_lines_and_unknown_commune(
     assert (run.created, run.errors) == (4, 4)
 
 
-def test_producer_process_errors_reach_the_caller(
+def _stored_state(engine: Engine) -> list[tuple[Any, ...]]:
+    with engine.connect() as c:
+        rows = c.execute(
+            select(
+                resource.c.res_type,
+                resource.c.res_id,
+                resource.c.version_id,
+                resource.c.region,
+                resource.c.content_hash,
+            )
+        ).all()
+    return sorted(tuple(r) for r in rows)
+
+
+def test_two_processes_share_the_decisions_about_every_line(
     importer_store: ResourceStore, geography: Geography, tmp_path: Path
 ) -> None:
-    """A file the producer process cannot read fails the import with the producer's own error, and nothing of
-    it is written."""
+    """Each process of a partitioned import writes every other line, but an EJ is written once, by the owner of
+    its first establishment and with that one's region, and a duplicate line is reported once, by its owner,
+    whoever owns the first one: the same resources, versions and report as one process."""
+    rennes = "2 R HENRI LE GUILLOUX;;35033;RENNES;;;;;;;;;;;;;;;48.1215;-1.6960"
+    nantes = "1 PL ALEXIS RICORDEAU;;44000;NANTES;;;;;;;;;;;;;;;47.2120;-1.5540"
+    path = tmp_path / "flat.csv"
+    path.write_text(
+        FLAT_HEADER
+        + f"350000741;350005179;CHU RENNES;{rennes}\n"  # line 2: the EJ's first establishment, Bretagne
+        + f"440000057;350005179;ANNEXE NANTES;{nantes}\n"  # line 3: same EJ, Pays de la Loire
+        + f"440000057;350005179;DOUBLON;{nantes}\n"  # line 4: duplicate of line 3 (other owner)
+        + f"440000065;440000049;CHU NANTES;{nantes}\n"  # line 5: a new EJ
+        + f"350000758;440000049;ANTENNE RENNES;{rennes}\n"  # line 6: its second establishment
+        + "350000766;350005179;COURTE\n"  # line 7: malformed
+        + "350000774;350005179;NULLE PART;;;99999;COMMUNE INCONNUE;;;;;;;;;;;;;;;;\n",  # line 8: no commune
+        encoding="utf-8",
+    )
+    engine = importer_store.engine
+    reports, states = [], []
+    for parallel in (False, True):
+        truncate_store(engine)
+        report = import_finess(importer_store, path, geography=geography, parallel=parallel, batch_size=1)
+        assert report.processes == (2 if parallel else 1)
+        reports.append(report)
+        states.append(_stored_state(engine))
+    one, two = reports
+    assert states[0] == states[1]
+    by_id = {r[1]: r for r in states[0]}
+    assert by_id["ej-350005179"][2:4] == (1, "53")  # its first establishment's region, not line 3's
+    assert by_id["ej-440000049"][2:4] == (1, "52")
+    for report in reports:
+        assert (report.eg.created, report.ej.created, report.locations.created) == (5, 2, 4)
+        assert (report.rows_read, report.skipped_out_of_scope) == (7, 0)
+    assert two.errors == one.errors
+    assert [line for line, _ in one.errors] == [4, 7, 8]
+    assert "already read on line 3" in one.errors[0][1]
+    assert two.commune_match == one.commune_match
+
+
+def test_worker_process_errors_reach_the_caller(
+    importer_store: ResourceStore, geography: Geography, tmp_path: Path
+) -> None:
+    """A file the processes cannot read fails the import with its error, and nothing of it is written."""
     path = tmp_path / "flat.csv"
     path.write_text(FLAT_HEADER.replace("ville;", "") + "350000741;350005179;X\n", encoding="utf-8")
     with pytest.raises(InvalidRequest, match="flat FINESS file without columns ville"):

@@ -351,16 +351,6 @@ def test_bulk_write_tx_skips_foreign_key_checks_only_inside_a_sqlite_bulk_load(s
     assert store.read("Organization", "org-fk").version_id == 1
 
 
-def test_prepared_versions_pickle_as_plain_values(store: ResourceStore) -> None:
-    """A producer process sends prepared versions pickled (`_Pending.__reduce__`): they come back equal, index
-    rows included."""
-    import pickle
-
-    (p,) = store.prepare_new([dict(ORG, id="org-pickled")])
-    q = pickle.loads(pickle.dumps(p, protocol=pickle.HIGHEST_PROTOCOL))
-    assert q == p and q.rows.token and q.rows == p.rows
-
-
 COMMUNE_COG = "https://interop.esante.gouv.fr/ig/fhir/ror/StructureDefinition/ror-commune-cog"
 
 

@@ -33,8 +33,8 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -53,7 +53,7 @@ from ror.errors import InvalidRequest
 from ror.geo.service import Geography
 from ror.store import ResourceStore
 from ror.store.meta import REGION_SYSTEM
-from ror.store.store import PreparedVersion, UpsertCounts
+from ror.store.store import UpsertCounts
 
 AUTHOR = "import:finess"
 FLAT_COLUMNS = [
@@ -125,7 +125,7 @@ class FinessReport:
     geolocations: int = 0  # etalab: geolocalisation lines projected to WGS84
     errors: list[tuple[int, str]] = field(default_factory=list)  # (line number, message)
     aborted: str | None = None  # the exception that stopped the import, if any
-    processes: int = 1  # 2: read and prepared by a producer process while this one wrote (`_import_parallel`)
+    processes: int = 1  # 2: the establishments shared with a worker process (`_import_parallel`)
     seconds: float = 0.0
 
     def error(self, line: int, message: str) -> None:
@@ -182,9 +182,8 @@ def import_finess(
 ) -> FinessReport:
     """Import a FINESS establishment file (flat or etalab format, plain or gzip) or URL. Idempotent.
 
-    `parallel`: read the file and prepare the resources' versions in a second process while this one writes
-    (`_import_parallel`); None (default): when the store is empty at the start (bulk load: nearly every resource
-    is new, so the prepared versions are used), the file is large and the machine has two CPUs or more."""
+    `parallel`: share the work with a second process (`_import_parallel`); None (default): when the store is
+    empty at the start (a bulk load), the file is large and the machine has two CPUs or more."""
     t0 = time.perf_counter()
     geo = geography or Geography(store.engine)
     if not geo.loaded:
@@ -203,29 +202,35 @@ def import_finess(
                     _import_parallel(path, url, importer, progress)
                 else:
                     _import_file(path, importer, progress)
+                importer.statistics.at_end(importer.written)
         except BaseException as exc:
             report.aborted = f"{type(exc).__name__}: {exc}"
             raise
         finally:
+            report.errors.sort(key=lambda e: e[0])  # in file order (etalab: its geolocations are read first)
             report.commune_match = dict(sorted(importer.matches.items()))
             report.seconds = round(time.perf_counter() - t0, 2)
             _finish_run(store, run_pk, report)
     return report
 
 
-def _import_file(path: Path, importer: _Importer, progress: bool) -> None:
+def _import_file(path: Path, importer: _Importer, progress: bool, check: Callable[[], None] | None = None) -> None:
+    """Read the file and write the establishments this importer owns (all of them, or its share of a
+    partitioned import: `_import_parallel`, whose worker process `check` watches between batches)."""
     size = path.stat().st_size
     importer.statistics.analyze()
+    label = f"FINESS {importer.report.format}" + (f" ({importer.parts} processes)" if importer.parts > 1 else "")
     with _progress_bar(progress) as bar, _gc_paused():
-        task = bar.add_task(f"FINESS {importer.report.format}", total=size)
+        task = bar.add_task(label, total=size)
         for est, position in _establishments(path, importer.report):
             importer.add(est)
             if importer.pending >= importer.batch_size:
                 importer.flush()
                 bar.update(task, completed=position)
+                if check is not None:
+                    check()
         importer.flush()
         bar.update(task, completed=size)
-    importer.statistics.at_end(importer.written)
 
 
 # --- two processes -------------------------------------------------------------------------------------------
@@ -241,91 +246,94 @@ def _shareable_url(engine: Engine) -> str | None:
 
 
 def _import_parallel(path: Path, url: str, importer: _Importer, progress: bool) -> None:
-    """The file read, geocoded and turned into prepared versions (`ResourceStore.prepare_new`: content, hash,
-    index rows) by a producer process; this process only looks the ids up and writes (`bulk_upsert(prepared=…)`),
-    one transaction per batch as in `_import_file`. On the national file the writer and the producer each keep a
-    CPU busy instead of one doing both in turn. The producer is a plain interpreter (`python -c`, not
-    multiprocessing: no re-import of the caller's main script, no fork of its connections and threads) that
-    writes pickled frames on its stdout; the pipe's back-pressure keeps it at most one batch ahead. A failure of
-    either side stops both; the producer's report (lines read, errors, commune matches) is merged at the end."""
-    cmd = [sys.executable, "-c", "from ror.directory.finess import produce; produce()"]
-    producer = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    assert producer.stdin is not None and producer.stdout is not None
-    size = path.stat().st_size
+    """A partitioned import: two processes each read the whole file and write every other establishment line
+    (`_Importer.owns`), this one and a worker process (`work`). Reading and parsing every line is cheap; the
+    commune lookup, the resources, their content hash and index rows and the database writes — nearly all the
+    work — are split in two, and each process writes its own batches directly (on SQLite the two take turns
+    on the write lock, each preparing its next batch while the other writes; on PostgreSQL both write at
+    once). Each process knows every line, so the shared decisions come out the same in both: the duplicate
+    establishment lines, and the EJ written by the owner of its first establishment (with that one's region).
+    The worker is a plain interpreter (`python -c`: no re-import of the caller's main script, no fork of its
+    connections and threads); its job comes on stdin (the URL may hold a password), its report on stdout at
+    the end. A failure of either side stops both."""
+    cmd = [sys.executable, "-c", "from ror.directory.finess import work; work()"]
+    worker = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert worker.stdin is not None and worker.stdout is not None
+    importer.part, importer.parts = 0, 2
     importer.report.processes = 2
     try:
-        job = (url, str(path), importer.scope, importer.report.format, importer.batch_size)
-        pickle.dump(job, producer.stdin)  # on stdin, not argv: the URL may hold a password
-        producer.stdin.close()
-        with _progress_bar(progress) as bar, _gc_paused():
-            task = bar.add_task(f"FINESS {importer.report.format} (2 processes)", total=size)
-            while True:
-                try:
-                    kind, payload, position = pickle.load(producer.stdout)
-                except EOFError:
-                    code = producer.wait()
-                    raise RuntimeError(f"the FINESS producer process ended (exit code {code})") from None
-                if kind == "error":
-                    raise payload
-                if kind == "done":
-                    _merge_producer_report(importer, payload)
-                    break
-                importer.flush_prepared(*payload)
-                bar.update(task, completed=position)
-        importer.statistics.at_end(importer.written)
+        job = (url, str(path), importer.scope, importer.report.format, importer.batch_size, 1, 2)
+        pickle.dump(job, worker.stdin)
+        worker.stdin.close()
+        outcome: list[tuple[FinessReport, Counter[str]]] = []
+
+        def check() -> None:  # a worker that failed stops this process at its next batch, not at the end
+            if not outcome and worker.poll() is not None:
+                outcome.append(_worker_outcome(worker))
+
+        _import_file(path, importer, progress, check)
+        _merge_worker_report(importer, outcome[0] if outcome else _worker_outcome(worker))
     finally:
-        if producer.poll() is None:
-            producer.kill()
-        producer.wait()
-        producer.stdout.close()
+        if worker.poll() is None:
+            worker.kill()
+        worker.wait()
+        worker.stdout.close()
 
 
-def produce() -> None:
-    """The producer process (`_import_parallel`): reads its job from stdin, then writes on stdout, pickled,
-    ("batch", (ej, eg, locations) prepared versions, byte position) per batch, ("done", (report, commune
-    matches), None) at the end, or ("error", exception, None)."""
+def _worker_outcome(worker: subprocess.Popen[bytes]) -> tuple[FinessReport, Counter[str]]:
+    """The report of a worker process (waiting for its end), or its failure raised here."""
+    assert worker.stdout is not None
+    try:
+        kind, payload = pickle.load(worker.stdout)
+    except EOFError:
+        code = worker.wait()
+        raise RuntimeError(f"the FINESS worker process ended (exit code {code})") from None
+    if kind == "error":
+        raise payload
+    return payload  # type: ignore[no-any-return]
+
+
+def work() -> None:
+    """The worker process of `_import_parallel`: reads its job from stdin, imports its share of the file into the
+    bulk load the calling process opened, then writes on stdout, pickled, ("done", (report, commune matches))
+    or ("error", exception)."""
     from ror.db.engine import make_engine
 
     out = sys.stdout.buffer
-    sys.stdout = sys.stderr  # stdout carries the frames: a stray print must not corrupt them
-    url, path, scope, fmt, batch_size = pickle.load(sys.stdin.buffer)
+    sys.stdout = sys.stderr  # stdout carries the outcome: a stray print must not corrupt it
+    url, path, scope, fmt, batch_size, part, parts = pickle.load(sys.stdin.buffer)
     engine = make_engine(url)
     try:
         geo = Geography(engine)
         geo.reload()
         store = ResourceStore(engine, region_of=geo.region_of_commune)
         report = FinessReport(source=path, format=fmt)
-        importer = _Importer(store, geo, scope, report, batch_size)
-        with _gc_paused():
-            for est, position in _establishments(Path(path), report):
-                importer.add(est)
-                if importer.pending >= batch_size:
-                    pickle.dump(("batch", importer.prepare(), position), out, protocol=pickle.HIGHEST_PROTOCOL)
-            if importer.pending:
-                batch = ("batch", importer.prepare(), Path(path).stat().st_size)
-                pickle.dump(batch, out, protocol=pickle.HIGHEST_PROTOCOL)
-        pickle.dump(("done", (report, importer.matches), None), out)
-    except BrokenPipeError:  # the writer stopped (its own failure, which it reports)
-        return
-    except BaseException as exc:  # the writer re-raises it (InvalidRequest for a bad file keeps its message)
+        importer = _Importer(store, geo, scope, report, batch_size, part=part, parts=parts)
+        with store.bulk_load_joined():
+            _import_file(Path(path), importer, progress=False)
+        pickle.dump(("done", (report, importer.matches)), out)
+    except BaseException as exc:  # the caller re-raises it (InvalidRequest for a bad file keeps its message)
         try:
             pickle.loads(pickle.dumps(exc))
         except Exception:  # an exception that cannot be pickled
             exc = RuntimeError(f"{type(exc).__name__}: {exc}")
-        pickle.dump(("error", exc, None), out)
+        with suppress(BrokenPipeError):  # the caller stopped (its own failure, which it reports)
+            pickle.dump(("error", exc), out)
     finally:
-        out.flush()
+        with suppress(BrokenPipeError):
+            out.flush()
         engine.dispose()
 
 
-def _merge_producer_report(importer: _Importer, payload: tuple[FinessReport, Counter[str]]) -> None:
+def _merge_worker_report(importer: _Importer, payload: tuple[FinessReport, Counter[str]]) -> None:
+    """Both processes read every line: what is about every line (lines read, malformed lines, extraction date,
+    geolocations) is the same in both reports; what is about the establishments each one owns is added up."""
     theirs, matches = payload
     report = importer.report
-    report.rows_read = theirs.rows_read
-    report.skipped_out_of_scope = theirs.skipped_out_of_scope
-    report.extraction_date = theirs.extraction_date
-    report.geolocations = theirs.geolocations
-    report.errors.extend(theirs.errors)
+    for mine, other in ((report.ej, theirs.ej), (report.eg, theirs.eg), (report.locations, theirs.locations)):
+        mine.add(other)
+    report.skipped_out_of_scope += theirs.skipped_out_of_scope
+    report.errors = list(dict.fromkeys([*report.errors, *theirs.errors]))
     importer.matches.update(matches)
 
 
@@ -746,9 +754,20 @@ def build_location(est: Establishment, region: str | None, commune: tuple[str, s
 class _Importer:
     """Builds the resources of each in-scope establishment and writes them in batches (one transaction each)."""
 
-    def __init__(self, store: ResourceStore, geo: Geography, scope: Scope, report: FinessReport, batch_size: int):
+    def __init__(
+        self,
+        store: ResourceStore,
+        geo: Geography,
+        scope: Scope,
+        report: FinessReport,
+        batch_size: int,
+        *,
+        part: int = 0,
+        parts: int = 1,
+    ):
         self.store, self.geo, self.scope, self.report = store, geo, scope, report
         self.batch_size = batch_size
+        self.part, self.parts = part, parts  # a partitioned import: this one owns the lines ≡ part (mod parts)
         self.matches: Counter[str] = Counter()
         self.seen_et: dict[str, int] = {}  # FINESS ET -> line, to report duplicates
         self.seen_ej: set[str] = set()  # each EJ is written once, with its first EG's region
@@ -761,19 +780,31 @@ class _Importer:
     def pending(self) -> int:
         return len(self.eg)
 
+    def owns(self, est: Establishment) -> bool:
+        return self.parts == 1 or est.line % self.parts == self.part
+
     def add(self, est: Establishment) -> None:
-        place = self._place(est)
+        """Every line goes through the decisions shared by the processes of a partitioned import (scope,
+        duplicate, first establishment of its EJ); only the owned ones are looked up and written."""
+        mine = self.owns(est)
+        place = self._place(est, mine)
         if place is None:
-            self.report.skipped_out_of_scope += 1
+            if mine:
+                self.report.skipped_out_of_scope += 1
             return
         region, commune = place
         if est.finess_et in self.seen_et:
-            first = self.seen_et[est.finess_et]
-            self.report.error(est.line, f"FINESS ET {est.finess_et} already read on line {first}: skipped")
+            if mine:
+                first = self.seen_et[est.finess_et]
+                self.report.error(est.line, f"FINESS ET {est.finess_et} already read on line {first}: skipped")
             return
         self.seen_et[est.finess_et] = est.line
-        if est.finess_ej not in self.seen_ej:
+        new_ej = est.finess_ej not in self.seen_ej
+        if new_ej:
             self.seen_ej.add(est.finess_ej)
+        if not mine:
+            return
+        if new_ej:
             self.ej.append(build_ej(est.finess_ej, region))
         self.eg.append(build_eg(est, region, commune))
         if commune is None:
@@ -783,56 +814,56 @@ class _Importer:
         else:
             self.locations.append(build_location(est, region, commune))
 
-    def _place(self, est: Establishment) -> tuple[str | None, tuple[str, str] | None] | None:
+    def _place(self, est: Establishment, mine: bool = True) -> tuple[str | None, tuple[str, str] | None] | None:
         """(region, commune) of an establishment in scope, None when out of scope. The region is the one of the
         FINESS département (Saint-Barthélemy and Saint-Martin stay with Guadeloupe, as in FINESS and the ARS),
-        the commune's when the département is unknown. The commune is looked up only in scope."""
+        the commune's when the département is unknown. The commune is looked up only in scope, and for a line
+        another process owns only when the region needs it (then not counted: its owner counts it)."""
         region = self.geo.region_of_departement(est.departement)
         if region is not None:
             if not self.scope.accepts(region, est.departement):
                 return None
-            return region, self._commune(est)
-        commune = self._commune(est)
+            return region, self._commune(est) if mine else None
+        commune = self._commune(est, count=mine)
         region = self.geo.region_of_commune(commune[0]) if commune else None
         return (region, commune) if self.scope.accepts(region, est.departement) else None
 
-    def _commune(self, est: Establishment) -> tuple[str, str] | None:
+    def _commune(self, est: Establishment, count: bool = True) -> tuple[str, str] | None:
         """(INSEE code, name) of the establishment's commune; counts how it was found."""
+        method, found = self._locate(est)
+        if count:
+            self.matches[method] += 1
+        return found
+
+    def _locate(self, est: Establishment) -> tuple[str, tuple[str, str] | None]:
         if est.commune_code:
             code = RENUMBERED_COMMUNES.get(est.commune_code, est.commune_code)
             known = self.geo.commune(code)
             if known is not None:
-                self.matches["etalab-code" if code == est.commune_code else "etalab-renumbered"] += 1
-                return known.code, known.name
+                return ("etalab-code" if code == est.commune_code else "etalab-renumbered"), (known.code, known.name)
         found = self.geo.locate(est.postal_code, est.city, departement=est.departement, lat=est.lat, lon=est.lon)
         if found is None:
-            self.matches["unknown"] += 1
-            return None
-        self.matches[found.method] += 1
-        return found.commune.code, found.commune.name
+            return "unknown", None
+        return found.method, (found.commune.code, found.commune.name)
 
     def flush(self) -> None:
+        """Write the pending resources, one transaction. In a partitioned import (a bulk load: the resources are
+        new) their versions are prepared first (`prepare_new`), so that the transaction — which on SQLite holds
+        the write lock the other process waits for — only looks the ids up and writes."""
         if not self.eg:
             return
-        with self.store.bulk_write_tx() as conn:
-            self.report.ej.add(self.store.bulk_upsert(self.ej, author=AUTHOR, conn=conn))
-            self.report.eg.add(self.store.bulk_upsert(self.eg, author=AUTHOR, conn=conn))
-            self.report.locations.add(self.store.bulk_upsert(self.locations, author=AUTHOR, conn=conn))
+        batches = (self.ej, self.eg, self.locations)
+        counts = (self.report.ej, self.report.eg, self.report.locations)
+        if self.parts > 1:
+            prepared = [self.store.prepare_new(batch) for batch in batches]
+            with self.store.bulk_write_tx() as conn:
+                for versions, count in zip(prepared, counts, strict=True):
+                    count.add(self.store.bulk_upsert(prepared=versions, author=AUTHOR, conn=conn))
+        else:
+            with self.store.bulk_write_tx() as conn:
+                for batch, count in zip(batches, counts, strict=True):
+                    count.add(self.store.bulk_upsert(batch, author=AUTHOR, conn=conn))
         self.ej, self.eg, self.locations = [], [], []
-        self.statistics.after_write(self.written)
-
-    def prepare(self) -> tuple[list[PreparedVersion], ...]:
-        """The pending resources as prepared first versions (producer process), the lists emptied."""
-        out = tuple(self.store.prepare_new(batch) for batch in (self.ej, self.eg, self.locations))
-        self.ej, self.eg, self.locations = [], [], []
-        return out
-
-    def flush_prepared(self, ej: list[PreparedVersion], eg: list[PreparedVersion], loc: list[PreparedVersion]) -> None:
-        """Write one batch of the producer (writer process), one transaction as `flush`."""
-        with self.store.bulk_write_tx() as conn:
-            self.report.ej.add(self.store.bulk_upsert(prepared=ej, author=AUTHOR, conn=conn))
-            self.report.eg.add(self.store.bulk_upsert(prepared=eg, author=AUTHOR, conn=conn))
-            self.report.locations.add(self.store.bulk_upsert(prepared=loc, author=AUTHOR, conn=conn))
         self.statistics.after_write(self.written)
 
     @property

@@ -145,8 +145,8 @@ class UpsertCounts:
 
 @dataclass
 class _Pending:
-    """A version ready to be written. Picklable: `ResourceStore.prepare_new` computes first versions in another
-    process (an importer's producer) and `bulk_upsert(prepared=…)` writes them."""
+    """A version ready to be written (`ResourceStore.prepare_new` computes first versions before the write
+    transaction, `bulk_upsert(prepared=…)` writes them)."""
 
     pk: int | None
     res_type: str
@@ -160,34 +160,6 @@ class _Pending:
     previous: str | None = None
     rows: IndexRows = field(default_factory=IndexRows)
     changes: RowChanges | None = None  # on an update, the index rows to replace; None: all of them
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        """Pickled as plain values: an importer's producer sends ~240 k of them, and a dataclass's default
-        (its state dict, then the nested IndexRows') cost twice the time to write and 1.4x to read."""
-        r = self.rows
-        rows = (r.token, r.string, r.number, r.quantity, r.date, r.reference, r.geo)
-        return (
-            _unpickle_pending,
-            (
-                self.pk,
-                self.res_type,
-                self.res_id,
-                self.version_id,
-                self.created,
-                self.region,
-                self.hash,
-                self.content,
-                self.deleted,
-                self.previous,
-                rows,
-                self.changes,
-            ),
-        )
-
-
-def _unpickle_pending(*values: Any) -> _Pending:
-    *head, rows, changes = values
-    return _Pending(*head, rows=IndexRows(*rows), changes=changes)
 
 
 @dataclass
@@ -209,7 +181,7 @@ class _Row:
         return cls(pk, version_id, sqlite_datetime_value(last_updated), bool(deleted), region, content_hash, content)
 
 
-PreparedVersion = _Pending  # what `prepare_new` returns: opaque to callers, picklable
+PreparedVersion = _Pending  # what `prepare_new` returns: opaque to callers
 
 
 def _stored(p: _Pending, method: str) -> Stored:
@@ -295,11 +267,13 @@ class ResourceStore:
         with self.engine.connect().execution_options(ror_write=True) as conn:
             raw = conn.connection.driver_connection
             raw.execute("PRAGMA foreign_keys=OFF")  # a no-op inside a transaction: set before BEGIN
+            raw.execute("PRAGMA synchronous=OFF")  # durable at the end of the load (`_sqlite_durable`)
             try:
                 with conn.begin():
                     yield conn
             finally:
                 raw.execute("PRAGMA foreign_keys=ON")
+                raw.execute("PRAGMA synchronous=NORMAL")
 
     @contextmanager
     def bulk_load(self) -> Iterator[bool]:
@@ -328,6 +302,30 @@ class ResourceStore:
             finally:
                 with self.write_tx() as c:
                     ensure_indexes(c)
+                if self._sqlite:
+                    self._sqlite_durable()
+        finally:
+            self._bulk = None
+
+    def _sqlite_durable(self) -> None:
+        """End of a SQLite bulk load: its batches were committed without waiting for the disk
+        (`synchronous=OFF`, `bulk_write_tx`): a crash of the process loses nothing, a power cut during the load
+        could. The write-ahead log is copied into the database file and the file synced to disk (a checkpoint
+        with `synchronous=NORMAL` syncs), so that the load is durable when `bulk_load` returns."""
+        with self.engine.connect() as conn:
+            raw = conn.connection.driver_connection
+            raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+    @contextmanager
+    def bulk_load_joined(self) -> Iterator[None]:
+        """In another process of a bulk load that a first one opened (`bulk_load`, which found the store empty
+        and rebuilds the indexes at its end): this store's batches are written as that load's
+        (`bulk_write_tx`). The opener waits for this process before it ends its block."""
+        if self._bulk is not None:
+            raise RuntimeError("bulk_load_joined inside a bulk_load block")
+        self._bulk = True
+        try:
+            yield
         finally:
             self._bulk = None
 
@@ -518,8 +516,9 @@ class ResourceStore:
 
     def prepare_new(self, resources: Sequence[dict[str, Any]], now: datetime | None = None) -> list[PreparedVersion]:
         """The first version of each resource (stored content, content hash, index rows), computed without the
-        database: an importer prepares its batches in a second process while the first one writes, then hands
-        them to `bulk_upsert(prepared=…)`. Region: the resource's tag, else its commune's (`region_of`)."""
+        database: an importer prepares its batch before its write transaction, so that the processes of a
+        partitioned load hold the write lock only to write (`bulk_upsert(prepared=…)`). Region: the resource's
+        tag, else its commune's (`region_of`)."""
         now = now or utcnow()
         out: list[PreparedVersion] = []
         for r in resources:
