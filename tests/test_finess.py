@@ -478,6 +478,10 @@ def test_two_processes_share_the_decisions_about_every_line(
     assert [line for line, _ in one.errors] == [4, 7, 8]
     assert "already read on line 3" in one.errors[0][1]
     assert two.commune_match == one.commune_match
+    if is_sqlite(engine):  # the content is given to SQLite as UTF-8 bytes (`Batch.insert(utf8=…)`): stored as text
+        with engine.connect() as c:
+            kinds = c.exec_driver_sql("SELECT DISTINCT typeof(content) FROM resource").scalars().all()
+        assert kinds == ["text"]
 
 
 def test_worker_process_errors_reach_the_caller(

@@ -112,7 +112,9 @@ class Batch:
         if rows:
             self._ops.append((sql, rows if self.pg else [_sqlite_row(r) for r in rows], True))
 
-    def insert(self, table: Table, cols: Sequence[str], rows: list[Row]) -> None:
+    def insert(self, table: Table, cols: Sequence[str], rows: list[Row], utf8: Sequence[str] = ()) -> None:
+        """`utf8`: text columns given as UTF-8 bytes on SQLite (stored as text: `CAST(? AS TEXT)` reuses the
+        bytes, where a `str` parameter is encoded again by the driver); PostgreSQL rows give them as `str`."""
         if not rows:
             return
         if self.pg and len(rows) >= COPY_MIN_ROWS:
@@ -123,8 +125,8 @@ class Batch:
             positions = _datetime_positions(table, cols)
             if positions:
                 rows = _with_sqlite_datetimes(rows, positions)
-        sql = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({self.marks(len(cols))})"
-        self._ops.append((sql, rows, True))
+        values = ", ".join("CAST(? AS TEXT)" if col in utf8 else "?" for col in cols)
+        self._ops.append((f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({values})", rows, True))
 
     def run(self) -> None:
         ops, self._ops = self._ops, []

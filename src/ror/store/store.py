@@ -155,11 +155,20 @@ class _Pending:
     created: datetime
     region: str | None
     hash: str
-    content: str
+    data: bytes  # the stored content, UTF-8 JSON as serialised (`content`: as text)
     deleted: bool
     previous: str | None = None
     rows: IndexRows = field(default_factory=IndexRows)
     changes: RowChanges | None = None  # on an update, the index rows to replace; None: all of them
+    _text: str | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def content(self) -> str:
+        """The content as text, decoded once when asked: a SQLite bulk load writes `data` as it is (SQLite's
+        driver encoded every text again, ~1.5 s of the national FINESS import's 240 k resources)."""
+        if self._text is None:
+            self._text = self.data.decode()
+        return self._text
 
 
 @dataclass
@@ -598,7 +607,7 @@ class ResourceStore:
             created=now,
             region=region,
             hash=hash_,
-            content=dumps(final),
+            data=orjson.dumps(final),
             deleted=False,
             previous=previous,
             rows=extract(self.registry, final) if changes is None else changes.rows,
@@ -865,9 +874,21 @@ class ResourceStore:
             resource,
             _RESOURCE_COLS,
             [
-                (p.pk, p.res_type, p.res_id, p.version_id, p.created, p.created, False, p.region, p.hash, p.content)
+                (
+                    p.pk,
+                    p.res_type,
+                    p.res_id,
+                    p.version_id,
+                    p.created,
+                    p.created,
+                    False,
+                    p.region,
+                    p.hash,
+                    p.content if batch.pg else p.data,
+                )
                 for p in new
             ],
+            utf8=("content",),
         )
         if old:
             self._clear_indexes(batch, old)
@@ -982,7 +1003,7 @@ class ResourceStore:
                 pending = []
                 for r in rows:
                     res = orjson.loads(r.content)
-                    p = _Pending(r.pk, res["resourceType"], res["id"], 0, utcnow(), None, "", r.content, False)
+                    p = _Pending(r.pk, res["resourceType"], res["id"], 0, utcnow(), None, "", b"", False)
                     p.rows = extract(self.registry, res)
                     pending.append(p)
                 batch = Batch(c)
