@@ -125,7 +125,8 @@ class Batch:
             positions = _datetime_positions(table, cols)
             if positions:
                 rows = _with_sqlite_datetimes(rows, positions)
-        values = ", ".join("CAST(? AS TEXT)" if col in utf8 else "?" for col in cols)
+        m = self.mark
+        values = ", ".join(f"CAST({m} AS TEXT)" if col in utf8 and not self.pg else m for col in cols)
         self._ops.append((f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({values})", rows, True))
 
     def run(self) -> None:
