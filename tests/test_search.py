@@ -474,3 +474,61 @@ def test_driver_level_first_pages_answer_as_sqlalchemy(run, store: ResourceStore
         assert [(m.res_id, m.content) for m in raw.matches] == [(m.res_id, m.content) for m in ref.matches]
         assert [m.res_id for m in raw.included] == [m.res_id for m in ref.included]
         assert (raw.next_cursor, raw.prev_cursor) == (ref.next_cursor, ref.prev_cursor)
+
+
+def test_string_starts_with_uses_the_lookup_index_in_byte_order(store: ResourceStore) -> None:
+    """Starts-with is a byte-ordered range of `ix_idx_string_lookup`: on PostgreSQL the column is in the C
+    collation (migration 0015, which replaced the separate `ix_idx_string_prefix` of 0011; downgrade restores
+    it), so the one index serves it; the matches are the same on both engines and both layouts."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from ror.db import migrate
+
+    for rid, name in (("org-s1", "Centre Hospitalier"), ("org-s2", "Centre Éole"), ("org-s3", "Clinique")):
+        store.update("Organization", rid, {"resourceType": "Organization", "id": rid, "name": name})
+    parser = QueryParser(default_registry(), make_system_resolver(lookup), CENTROIDS.get)
+    engine = SearchEngine(store.engine)
+
+    def found(value: str) -> list[str]:
+        return ids_of(engine.search(parser.parse("Organization", [("name", value)])))
+
+    def check() -> None:
+        assert found("centre") == ["org-s1", "org-s2"]
+        assert found("centre e") == ["org-s2"] and found("CENTRE É") == ["org-s2"]
+        assert found("cl") == ["org-s3"] and found("z") == []
+
+    pg = store.engine.dialect.name == "postgresql"
+
+    def layout() -> tuple[str | None, bool, str]:
+        """(collation of idx_string.value, whether the 0011 index exists, the plan of a starts-with range)"""
+        with store.engine.connect() as c:
+            collation = c.execute(
+                text(
+                    "SELECT collation_name FROM information_schema.columns"
+                    " WHERE table_name = 'idx_string' AND column_name = 'value'"
+                )
+            ).scalar()
+            prefix = c.execute(text("SELECT to_regclass('ix_idx_string_prefix') IS NOT NULL")).scalar()
+            c.execute(text("SET LOCAL enable_seqscan = off"))
+            q = "SELECT resource_pk FROM idx_string WHERE res_type = 'Organization' AND param = 'name'"
+            plan = c.execute(text(f"EXPLAIN {q} AND value >= 'centre' AND value < 'centrf'")).scalars().all()
+        return collation, bool(prefix), "\n".join(plan)
+
+    check()
+    if not pg:
+        return
+    collation, prefix, plan = layout()
+    assert (collation, prefix) == ("C", False) and "ix_idx_string_lookup" in plan
+    cfg = migrate.alembic_config()
+    try:
+        with store.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0014")
+        collation, prefix, plan = layout()
+        assert collation != "C" and prefix
+        check()
+    finally:
+        migrate.upgrade(store.engine)
+    assert layout()[:2] == ("C", False)
+    check()

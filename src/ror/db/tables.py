@@ -100,12 +100,12 @@ Index(
 
 idx_string = _index_table(
     "idx_string",
-    Column("value", String(500), nullable=False),  # normalised: lower case, no accents
+    # normalised: lower case, no accents; byte order on both engines (PostgreSQL: C collation, migration 0015), so
+    # that the lookup index also serves starts-with ranges
+    Column("value", String(500).with_variant(String(500, collation="C"), "postgresql"), nullable=False),
     Column("exact", String(500), nullable=False),
 )
 Index("ix_idx_string_lookup", idx_string.c.res_type, idx_string.c.param, idx_string.c.value)
-# PostgreSQL also has ix_idx_string_prefix on (res_type, param, value COLLATE "C") for starts-with ranges
-# (migration 0011, created by SQL: the index expression is PostgreSQL-only).
 
 idx_number = _index_table("idx_number", Column("value", Float, nullable=False))
 Index("ix_idx_number_lookup", idx_number.c.res_type, idx_number.c.param, idx_number.c.value)
@@ -162,8 +162,6 @@ STORE_SECONDARY_INDEXES = tuple(
 )
 
 
-# PostgreSQL only (migration 0011: an expression index SQLAlchemy's metadata does not carry)
-PG_BULK_DROPPABLE_INDEXES = {"ix_idx_string_prefix": 'idx_string (res_type, param, (value COLLATE "C"))'}
 # Tables whose `resource_pk` references `resource`: on PostgreSQL a bulk load drops these foreign keys (each
 # inserted row fired a referential-integrity trigger: 11 s of server CPU on the national FINESS import, 3.7 M
 # rows) and adds them back at the end, validated in one pass.
@@ -180,8 +178,6 @@ def drop_bulk_structures(conn: Any) -> None:
     if pg:
         for t in BULK_FOREIGN_KEY_TABLES:
             conn.exec_driver_sql(f"ALTER TABLE {t.name} DROP CONSTRAINT IF EXISTS {_foreign_key_name(t)}")
-        for name in PG_BULK_DROPPABLE_INDEXES:
-            conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
     for ix in BULK_DROPPABLE_INDEXES:
         ix.drop(conn, checkfirst=True)
 
@@ -196,8 +192,6 @@ def ensure_indexes(conn: Any) -> None:
         ix.create(conn, checkfirst=True)
     if not pg:
         return
-    for name, definition in PG_BULK_DROPPABLE_INDEXES.items():
-        conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {name} ON {definition}")
     for t in BULK_FOREIGN_KEY_TABLES:
         found = conn.exec_driver_sql(
             "SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass(%(t)s) AND conname = %(n)s",

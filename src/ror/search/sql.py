@@ -234,11 +234,10 @@ class Compiler:
         if c.modifier == "ends":
             return t.c.value.like(f"%{_like_escape(norm)}", escape="\\")
         if norm:
-            # starts-with as a byte-ordered range of the index (values are normalised already): SQLite's LIKE is
-            # case-insensitive and never uses the BINARY index; PostgreSQL's LIKE cannot use a default-collation
-            # index, so the range is taken in the C collation (index ix_idx_string_prefix, migration 0011).
-            value = t.c.value if self.sqlite else t.c.value.collate("C")
-            return and_(value >= norm, value < norm + "\U0010ffff")
+            # starts-with as a byte-ordered range of the lookup index (values are normalised already): SQLite's
+            # LIKE is case-insensitive and never uses the BINARY index; PostgreSQL's LIKE cannot use an index
+            # either, and the column is in the C collation (byte order, migration 0015) for the range.
+            return and_(t.c.value >= norm, t.c.value < norm + "\U0010ffff")
         return t.c.value.like(f"{_like_escape(norm)}%", escape="\\")
 
     @staticmethod
