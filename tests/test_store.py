@@ -323,31 +323,35 @@ def test_bulk_load_rebuilds_indexes_and_foreign_keys_and_a_migration_repairs_an_
     assert _bulk_structures(store) == before
 
 
-def test_bulk_write_tx_skips_foreign_key_checks_only_inside_a_sqlite_bulk_load(store: ResourceStore) -> None:
-    """An importer's batches (`bulk_write_tx`) in a SQLite bulk load run without the per-row foreign-key probe;
-    the connection has them back afterwards, and outside a bulk load (or on PostgreSQL, whose foreign keys the
-    load drops and validates) it is a plain write transaction."""
+def test_bulk_write_tx_skips_foreign_key_checks_and_disk_waits_only_inside_a_bulk_load(store: ResourceStore) -> None:
+    """An importer's batches (`bulk_write_tx`) in a bulk load run without the per-row foreign-key probe (SQLite;
+    PostgreSQL drops its foreign keys for the load and validates them at the end) and commit without waiting
+    for the disk (SQLite `synchronous=OFF`, PostgreSQL `synchronous_commit=off`; the load's last transaction
+    makes it durable); the connection has its settings back afterwards, and outside a bulk load it is a plain
+    write transaction."""
     from sqlalchemy import text
     from sqlalchemy.exc import IntegrityError
 
     sqlite = store.engine.dialect.name == "sqlite"
     dangling = text("INSERT INTO idx_token (resource_pk, res_type, param) VALUES (-1, 'Organization', 'x')")
 
-    def checks(c: Any) -> int | None:
-        return c.exec_driver_sql("PRAGMA foreign_keys").scalar() if sqlite else None
+    def settings(c: Any) -> tuple[Any, Any]:
+        if sqlite:
+            return c.exec_driver_sql("PRAGMA foreign_keys").scalar(), c.exec_driver_sql("PRAGMA synchronous").scalar()
+        return None, c.exec_driver_sql("SHOW synchronous_commit").scalar()
 
+    normal = (1, 1) if sqlite else (None, "on")
     with store.bulk_write_tx() as c:  # not in a bulk load: checked
-        assert checks(c) in (1, None)
+        assert settings(c) == normal
         with pytest.raises(IntegrityError), c.begin_nested():
             c.execute(dangling)
     with store.bulk_load() as bulk:
         assert bulk
         with store.bulk_write_tx() as c:
-            assert checks(c) in (0, None)
+            assert settings(c) == ((0, 0) if sqlite else (None, "off"))
             store.bulk_upsert(prepared=store.prepare_new([dict(ORG, id="org-fk")]), conn=c)
-            raw = c.connection.driver_connection
-        if sqlite:  # the connection, back in the pool, has its checks again
-            assert raw.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        with store.write_tx() as c:  # the pool's connections have their settings back
+            assert settings(c) == normal
     assert store.read("Organization", "org-fk").version_id == 1
 
 
