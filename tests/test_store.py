@@ -511,3 +511,27 @@ def test_grouped_sub_extensions_found_by_url_give_the_rows_of_the_generic_path(m
         ex._compiled.cache_clear()
         ex._applicable.cache_clear()
     assert fast == generic
+
+
+def test_a_large_insert_writes_every_row_in_order(store: ResourceStore) -> None:
+    """`Batch.insert` of many rows (SQLite: several rows per statement, `MULTI_ROW_PARAMS`; PostgreSQL: COPY),
+    with a remainder that fills no whole statement: every row is written, once, in the order given."""
+    from sqlalchemy import text
+
+    from ror.db.tables import idx_token
+    from ror.store.rawsql import MULTI_ROW_PARAMS, Batch
+
+    cols = ("resource_pk", "res_type", "param", "grp", "system", "code", "text")
+    per_statement = MULTI_ROW_PARAMS // len(cols)
+    created = store.create({"resourceType": "Organization", "name": "rows"})
+    pk = store.pk_of("Organization", created.res_id)
+    n = 2 * per_statement + 3
+    rows = [(pk, "Organization", "x-many", None, None, f"c{i:05d}", "é" if i % 2 else None) for i in range(n)]
+    with store.write_tx() as c:
+        batch = Batch(c)
+        batch.insert(idx_token, cols, rows)
+        batch.run()
+    order = "rowid" if store.engine.dialect.name == "sqlite" else "ctid"
+    with store.read_conn() as c:
+        got = c.execute(text(f"SELECT code, text FROM idx_token WHERE param = 'x-many' ORDER BY {order}")).all()
+    assert [tuple(r) for r in got] == [(r[5], r[6]) for r in rows]

@@ -11,11 +11,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
+from itertools import chain
 from typing import Any
 
 from sqlalchemy import Connection, DateTime, Table
 from sqlalchemy.exc import DBAPIError
 
+# SQLite: a large insert binds this many parameters per statement, several rows each (the national FINESS import's
+# 3.5 M index rows: ~25 % less time than a statement per row; 999 is SQLite's historical limit of parameters)
+MULTI_ROW_PARAMS = 999
 COPY_MIN_ROWS = 200  # below this, an INSERT in the pipeline beats COPY (two round trips of its own)
 Row = tuple[Any, ...]
 
@@ -126,8 +130,16 @@ class Batch:
             if positions:
                 rows = _with_sqlite_datetimes(rows, positions)
         m = self.mark
-        values = ", ".join(f"CAST({m} AS TEXT)" if col in utf8 and not self.pg else m for col in cols)
-        self._ops.append((f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({values})", rows, True))
+        one = "(" + ", ".join(f"CAST({m} AS TEXT)" if col in utf8 and not self.pg else m for col in cols) + ")"
+        head = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES "
+        k = MULTI_ROW_PARAMS // len(cols)
+        if not self.pg and len(rows) >= 2 * k:  # many rows: k per statement (one step of SQLite per k rows)
+            full = len(rows) // k * k
+            groups = [tuple(chain.from_iterable(rows[i : i + k])) for i in range(0, full, k)]
+            self._ops.append((head + ", ".join([one] * k), groups, True))
+            rows = rows[full:]
+        if rows:
+            self._ops.append((head + one, rows, True))
 
     def run(self) -> None:
         ops, self._ops = self._ops, []
