@@ -269,15 +269,11 @@ class ResourceStore:
         the primary keys it assigned in the same transaction, and the check was a B-tree probe of `resource`
         per row — ~3 s of the national FINESS import's 3.8 M rows. (PostgreSQL drops its foreign keys for the
         whole load, `drop_bulk_structures`, and validates them at the end.) Otherwise `write_tx`."""
-        if not self._bulk:
+        if not (self._bulk and self._sqlite):
             with self.write_tx() as conn:
-                yield conn
-            return
-        if not self._sqlite:
-            with self.write_tx() as conn:
-                # the commit does not wait for the disk: the load is durable at its end, whose transaction
-                # (`ensure_indexes`) commits synchronously, which flushes the write-ahead log up to it
-                conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+                if self._bulk:  # PostgreSQL: the commit does not wait for the disk; the load is durable at its
+                    # end, whose transaction (`ensure_indexes`) commits synchronously, flushing the log up to it
+                    conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
                 yield conn
             return
         with self.engine.connect().execution_options(ror_write=True) as conn:
